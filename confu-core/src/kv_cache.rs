@@ -1,0 +1,287 @@
+//! The target's key/value cache.
+//!
+//! One preallocated tensor pair per layer, `[kv_heads, reserved + capacity, head_dim]`. Slots
+//! `0..reserved` are the reserved region (ConFu's soft prompt lives there; which rows may read it
+//! is decided by the [`Visibility`](crate::Visibility) mask, not by the cache). Slots after it are
+//! the main region, filled in order by appends. Speculative decoding writes a whole tree, then
+//! keeps only the accepted path ([`KvCache::keep`]), so compaction is a first-class operation.
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use crate::{Error, Result};
+
+/// Operations the decode loop needs from a cache, whatever its layout.
+pub trait KvCache {
+    /// Filled slots of the main region.
+    fn len(&self) -> usize;
+    /// True when the main region is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Slots of the main region.
+    fn capacity(&self) -> usize;
+    /// Drop main-region slots from `len` on.
+    fn truncate(&mut self, len: usize) -> Result<()>;
+    /// Keep exactly these main-region slots (strictly increasing), moved to slots `0..keep.len()`.
+    fn keep(&mut self, keep: &[usize]) -> Result<()>;
+}
+
+/// The K and V of one layer.
+#[derive(Debug, Clone)]
+struct LayerKv<B: Backend> {
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+}
+
+/// A dense preallocated cache.
+#[derive(Debug, Clone)]
+pub struct DenseKvCache<B: Backend> {
+    layers: Vec<LayerKv<B>>,
+    reserved: usize,
+    reserved_len: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl<B: Backend> DenseKvCache<B> {
+    /// Allocate a zeroed cache.
+    pub fn new(
+        num_layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        reserved: usize,
+        capacity: usize,
+        device: &B::Device,
+    ) -> Self {
+        let shape = [kv_heads, reserved + capacity, head_dim];
+        let layers = (0..num_layers)
+            .map(|_| LayerKv {
+                k: Tensor::zeros(shape, device),
+                v: Tensor::zeros(shape, device),
+            })
+            .collect();
+        Self {
+            layers,
+            reserved,
+            reserved_len: 0,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Slots of the reserved region (filled or not).
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Filled slots of the reserved region.
+    pub fn reserved_len(&self) -> usize {
+        self.reserved_len
+    }
+
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Key slots an attention over the whole cache spans after `new_rows` more are appended:
+    /// the full reserved region plus the filled main region.
+    pub fn key_slots_after(&self, new_rows: usize) -> usize {
+        self.reserved + self.len + new_rows
+    }
+
+    /// Check that `rows` more rows fit, before anything is written.
+    pub fn check_room(&self, region: Region, rows: usize) -> Result<()> {
+        match region {
+            Region::Main if self.len + rows > self.capacity => Err(Error::Capacity {
+                what: "KV cache",
+                requested: self.len + rows,
+                limit: self.capacity,
+            }),
+            Region::Reserved if rows > self.reserved => Err(Error::Capacity {
+                what: "KV cache reserved region",
+                requested: rows,
+                limit: self.reserved,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Write one layer's new keys and values (`[kv_heads, rows, head_dim]`) into `region` and return
+    /// the layer's K, V over all key slots that attention sees (`0..key_slots`).
+    ///
+    /// The caller writes every layer with the same `rows` and then calls [`Self::commit`].
+    pub fn write_and_view(
+        &mut self,
+        layer: usize,
+        region: Region,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [kv_heads, rows, head_dim] = k.dims();
+        let start = match region {
+            Region::Main => self.reserved + self.len,
+            Region::Reserved => 0,
+        };
+        let end_view = match region {
+            Region::Main => self.reserved + self.len + rows,
+            Region::Reserved => self.reserved + self.len,
+        };
+        let slot = &mut self.layers[layer];
+        let view = [0..kv_heads, 0..end_view, 0..head_dim];
+        if rows == 0 {
+            return (
+                slot.k.clone().slice(view.clone()),
+                slot.v.clone().slice(view),
+            );
+        }
+        let range = [0..kv_heads, start..start + rows, 0..head_dim];
+        slot.k = std::mem::replace(&mut slot.k, Tensor::empty([0, 0, 0], &k.device()))
+            .slice_assign(range.clone(), k);
+        slot.v = std::mem::replace(&mut slot.v, Tensor::empty([0, 0, 0], &v.device()))
+            .slice_assign(range, v);
+        (
+            slot.k.clone().slice(view.clone()),
+            slot.v.clone().slice(view),
+        )
+    }
+
+    /// Record that `rows` rows were written to `region` in every layer.
+    pub fn commit(&mut self, region: Region, rows: usize) {
+        match region {
+            Region::Main => self.len += rows,
+            Region::Reserved => self.reserved_len = rows,
+        }
+    }
+
+    /// Empty both regions (the memory stays allocated).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.reserved_len = 0;
+    }
+}
+
+/// Where a forward's rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// Appended after the filled main region (ordinary tokens, tree nodes, contemplate rows).
+    Main,
+    /// Written at the start of the reserved region (the soft prompt), replacing what was there.
+    Reserved,
+}
+
+impl<B: Backend> KvCache for DenseKvCache<B> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::invalid(
+                "truncate length",
+                len,
+                format!("the cache holds only {} slots", self.len),
+            ));
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    fn keep(&mut self, keep: &[usize]) -> Result<()> {
+        if let Some(w) = keep.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(Error::invalid(
+                "kept slots",
+                format!("{:?}", w),
+                "slots to keep must be strictly increasing",
+            ));
+        }
+        if let Some(&last) = keep.last() {
+            if last >= self.len {
+                return Err(Error::invalid(
+                    "kept slot",
+                    last,
+                    format!("the cache holds only {} slots", self.len),
+                ));
+            }
+        }
+        // Slots already in place need no move: only the tail after the first gap is gathered.
+        let stay = keep
+            .iter()
+            .enumerate()
+            .take_while(|(i, &s)| *i == s)
+            .count();
+        let moved: Vec<i64> = keep[stay..]
+            .iter()
+            .map(|&s| (self.reserved + s) as i64)
+            .collect();
+        if !moved.is_empty() {
+            for slot in &mut self.layers {
+                let device = slot.k.device();
+                let [kv_heads, _, head_dim] = slot.k.dims();
+                let idx: Tensor<B, 1, Int> =
+                    Tensor::from_data(TensorData::new(moved.clone(), [moved.len()]), &device);
+                let dst = [
+                    0..kv_heads,
+                    self.reserved + stay..self.reserved + keep.len(),
+                    0..head_dim,
+                ];
+                let k_rows = slot.k.clone().select(1, idx.clone());
+                let v_rows = slot.v.clone().select(1, idx);
+                slot.k = slot.k.clone().slice_assign(dst.clone(), k_rows);
+                slot.v = slot.v.clone().slice_assign(dst, v_rows);
+            }
+        }
+        self.len = keep.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    fn rows(values: &[f32]) -> Tensor<B, 3> {
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [1, values.len(), 1]),
+            &Default::default(),
+        )
+    }
+
+    fn main_region(cache: &mut DenseKvCache<B>) -> Vec<f32> {
+        let (k, _) = cache.write_and_view(0, Region::Main, rows(&[]), rows(&[]));
+        let all: Vec<f32> = k.into_data().to_vec().unwrap();
+        all[cache.reserved()..].to_vec()
+    }
+
+    #[test]
+    fn append_keep_truncate() {
+        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 8, &Default::default());
+        c.write_and_view(0, Region::Main, rows(&[1., 2., 3., 4., 5.]), rows(&[0.; 5]));
+        c.commit(Region::Main, 5);
+        c.keep(&[0, 1, 3, 4]).unwrap();
+        assert_eq!(main_region(&mut c), [1., 2., 4., 5.]);
+        c.truncate(1).unwrap();
+        assert_eq!(main_region(&mut c), [1.]);
+        assert!(c.keep(&[2]).is_err());
+        assert!(c.keep(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn reserved_region_is_separate_and_checked() {
+        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 4, &Default::default());
+        c.write_and_view(0, Region::Reserved, rows(&[7., 8.]), rows(&[0.; 2]));
+        c.commit(Region::Reserved, 2);
+        let (k, _) = c.write_and_view(0, Region::Main, rows(&[1.]), rows(&[0.]));
+        let all: Vec<f32> = k.into_data().to_vec().unwrap();
+        assert_eq!(all, [7., 8., 1.]);
+        assert!(c.check_room(Region::Reserved, 3).is_err());
+        assert!(c.check_room(Region::Main, 5).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! # confu-core
+//!
+//! The backend-agnostic vocabulary every other confu crate speaks:
+//! - [`Ops`]: the model-level tensor operations (linear, RMSNorm, RoPE, masked GQA attention) with
+//!   portable bodies that backend crates may override with their own kernels;
+//! - [`KvCache`] and the dense preallocated [`DenseKvCache`] (append, keep-and-compact, truncate, and
+//!   a reserved region for ConFu's soft prompt);
+//! - [`Visibility`]: host-side attention masks (causal, tree, arbitrary ConFu rules);
+//! - [`rope`]: rotary embeddings with explicit positions and llama3 scaling;
+//! - [`sampling`]: temperature / top-k / top-p with a seeded RNG, validated parameters;
+//! - [`Error`]: the one error type; nothing a user can get wrong panics.
+//!
+//! Nothing here names a concrete backend: components are generic over burn's `Backend`.
+
+pub mod error;
+pub mod kv_cache;
+pub mod ops;
+pub mod rope;
+pub mod sampling;
+pub mod visibility;
+
+pub use error::{Error, Result};
+pub use kv_cache::{DenseKvCache, KvCache};
+pub use ops::{Ops, PortableOps};
+pub use rope::{RopeConfig, RopeScaling};
+pub use sampling::{Sampler, SamplingParams};
+pub use visibility::Visibility;
+
+/// burn, re-exported so downstream crates use exactly the pinned version.
+pub use burn;

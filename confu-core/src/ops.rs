@@ -1,0 +1,120 @@
+//! The tensor operations every model in confu is written with, as one trait with portable default
+//! bodies built from burn primitives. A backend crate hands the model its own implementation
+//! (an `Arc<dyn Ops<B>>`) and overrides what it has a faster kernel for — a fused GEMV on CPU,
+//! flash attention on CUDA — without any component naming a concrete backend.
+
+use std::fmt::Debug;
+
+use burn::tensor::{activation::softmax, backend::Backend, Bool, Tensor};
+
+/// Model-level operations over burn tensors. Every method has a portable body.
+///
+/// Shapes use the batch-free layout of one sequence: activations are `[rows, features]`, attention
+/// heads are `[heads, rows, head_dim]`, linear weights keep the Hugging Face `[out, in]` layout.
+pub trait Ops<B: Backend>: Send + Sync + Debug {
+    /// `x @ w^T` for `x: [rows, in]`, `w: [out, in]`.
+    fn linear(&self, x: Tensor<B, 2>, w: &Tensor<B, 2>) -> Tensor<B, 2> {
+        portable::linear(x, w)
+    }
+
+    /// RMSNorm over the last axis of `[rows, features]`: `w * x / sqrt(mean(x^2) + eps)`.
+    fn rms_norm2(&self, x: Tensor<B, 2>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
+        portable::rms_norm(x, w, eps)
+    }
+
+    /// RMSNorm for `[rows, heads, head_dim]` (per-head q/k norms of Qwen3).
+    fn rms_norm3(&self, x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
+        portable::rms_norm(x, w, eps)
+    }
+
+    /// Rotate-half RoPE on `x: [rows, heads, head_dim]` with per-row `cos`, `sin`: `[rows, head_dim]`.
+    fn rope(&self, x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+        portable::rope(x, cos, sin)
+    }
+
+    /// Scaled dot-product attention with grouped KV heads and an arbitrary visibility mask.
+    ///
+    /// `q: [heads, rows, d]`, `k`, `v: [kv_heads, keys, d]`, `hidden: [rows, keys]` (`true` = may
+    /// not attend; `None` = every key visible). Query head `h` reads KV head `h / (heads / kv_heads)`.
+    fn attention(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        hidden: Option<Tensor<B, 2, Bool>>,
+        scale: f64,
+    ) -> Tensor<B, 3> {
+        portable::attention(q, k, v, hidden, scale)
+    }
+}
+
+/// The portable implementation: only burn primitives, correct on every backend.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PortableOps;
+
+impl<B: Backend> Ops<B> for PortableOps {}
+
+/// Portable op bodies, usable directly by backend overrides that only replace some cases.
+pub mod portable {
+    use super::*;
+
+    pub fn linear<B: Backend>(x: Tensor<B, 2>, w: &Tensor<B, 2>) -> Tensor<B, 2> {
+        x.matmul(w.clone().transpose())
+    }
+
+    pub fn rms_norm<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        w: &Tensor<B, 1>,
+        eps: f64,
+    ) -> Tensor<B, D> {
+        let inv = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(eps)
+            .sqrt()
+            .recip();
+        (x * inv) * w.clone().unsqueeze::<D>()
+    }
+
+    pub fn rope<B: Backend>(
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
+    ) -> Tensor<B, 3> {
+        let [rows, heads, d] = x.dims();
+        let half = d / 2;
+        let x1 = x.clone().slice([0..rows, 0..heads, 0..half]);
+        let x2 = x.clone().slice([0..rows, 0..heads, half..d]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
+        let cos = cos.clone().unsqueeze_dim::<3>(1);
+        let sin = sin.clone().unsqueeze_dim::<3>(1);
+        x * cos + rotated * sin
+    }
+
+    pub fn attention<B: Backend>(
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        hidden: Option<Tensor<B, 2, Bool>>,
+        scale: f64,
+    ) -> Tensor<B, 3> {
+        let [heads, rows, d] = q.dims();
+        let [kv_heads, keys, _] = k.dims();
+        let group = heads / kv_heads;
+        // Query heads sharing a KV head are adjacent, so grouping them is a free reshape and the
+        // KV heads are never repeated in memory.
+        let q = q.reshape([kv_heads, group * rows, d]);
+        let mut scores = q.matmul(k.transpose()).mul_scalar(scale);
+        if let Some(hidden) = hidden {
+            let mask = hidden
+                .unsqueeze::<3>()
+                .expand([group, rows, keys])
+                .reshape([1, group * rows, keys])
+                .expand([kv_heads, group * rows, keys]);
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        }
+        let probs = softmax(scores, 2);
+        probs.matmul(v).reshape([heads, rows, d])
+    }
+}

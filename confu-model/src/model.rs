@@ -1,0 +1,360 @@
+//! The target transformer and its one forward.
+//!
+//! A forward takes token ids **or** raw input embeddings, explicit position ids, a visibility mask
+//! over the cache's key slots and a list of layer taps; it writes the rows' K/V into the cache and
+//! returns logits only for the rows asked for, plus the tapped hidden states. Vanilla decoding,
+//! tree verification and ConFu's contemplate/soft-prompt rows are all this one call with different
+//! arguments, which is what makes their logits comparable bit for bit.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use confu_core::{kv_cache::Region, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
+
+use crate::config::ModelConfig;
+use crate::layer::{DecoderLayer, LayerContext};
+use crate::weights::{FileSource, RandomSource, WeightFiles, WeightSource};
+
+/// The rows a forward consumes.
+pub enum ModelInput<'a, B: Backend> {
+    /// Token ids, embedded with the model's table.
+    Ids(&'a [u32]),
+    /// Raw input embeddings `[rows, hidden]` (soft prompt, contemplate tokens, or a mix built with
+    /// [`TargetModel::embed`]).
+    Embeds(Tensor<B, 2>),
+}
+
+/// Which hidden states to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tap {
+    /// The state entering decoder layer `i` (`i == num_layers` is the last layer's output).
+    LayerInput(usize),
+    /// The output of the final RMSNorm.
+    FinalNorm,
+}
+
+/// Which rows get logits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogitRows {
+    None,
+    Last,
+    All,
+    Rows(Vec<usize>),
+}
+
+/// One forward's arguments.
+pub struct ForwardRequest<'a, B: Backend> {
+    pub input: ModelInput<'a, B>,
+    /// One position id per row.
+    pub positions: &'a [usize],
+    /// `[rows, cache key slots after this forward]`, see [`Visibility`].
+    pub visibility: &'a Visibility,
+    pub logits: LogitRows,
+    pub taps: &'a [Tap],
+    /// Where the rows' K/V go.
+    pub region: Region,
+}
+
+/// One forward's results.
+#[derive(Debug)]
+pub struct ForwardOutput<B: Backend> {
+    /// `[requested rows, vocab]`, in the order requested.
+    pub logits: Option<Tensor<B, 2>>,
+    /// One `[rows, hidden]` tensor per requested tap, in the order requested.
+    pub taps: Vec<Tensor<B, 2>>,
+}
+
+/// The frozen target model.
+#[derive(Debug, Clone)]
+pub struct TargetModel<B: Backend> {
+    config: ModelConfig,
+    ops: Arc<dyn Ops<B>>,
+    embed_tokens: Tensor<B, 2>,
+    layers: Vec<DecoderLayer<B>>,
+    norm: Tensor<B, 1>,
+    /// `None` when the head is tied to the embedding.
+    lm_head: Option<Tensor<B, 2>>,
+    inv_freq: Vec<f32>,
+    device: B::Device,
+}
+
+impl<B: Backend> TargetModel<B> {
+    /// Load a Hugging Face checkpoint folder (`config.json` + safetensors).
+    pub fn load(dir: &Path, ops: Arc<dyn Ops<B>>, device: &B::Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            ));
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let files = WeightFiles::open(dir)?;
+        let mut src = FileSource::<B> {
+            files: &files,
+            device: device.clone(),
+        };
+        Self::from_source(config, &mut src, ops, device)
+    }
+
+    /// A model of the given shape with seeded random weights.
+    pub fn random(
+        config: ModelConfig,
+        seed: u64,
+        ops: Arc<dyn Ops<B>>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let mut src = RandomSource::<B>::new(seed, device.clone());
+        Self::from_source(config, &mut src, ops, device)
+    }
+
+    /// Build from any weight source, checking every tensor's shape against `config`.
+    pub fn from_source(
+        config: ModelConfig,
+        src: &mut dyn WeightSource<B>,
+        ops: Arc<dyn Ops<B>>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let (v, d) = (config.vocab_size, config.hidden_size);
+        let embed_tokens = src.matrix("model.embed_tokens.weight", [v, d])?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::load(src, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = src.vector("model.norm.weight", d)?;
+        // Some tied checkpoints still store lm_head.weight; a tied config reuses the embedding.
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(src.matrix("lm_head.weight", [v, d])?)
+        };
+        let inv_freq = config.rope.inv_freq();
+        Ok(Self {
+            config,
+            ops,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// The op implementation in use.
+    pub fn ops(&self) -> &Arc<dyn Ops<B>> {
+        &self.ops
+    }
+
+    /// The token embedding table `[vocab, hidden]` (shared with EAGLE-3 draft heads).
+    pub fn embed_tokens(&self) -> &Tensor<B, 2> {
+        &self.embed_tokens
+    }
+
+    /// A fresh KV cache sized for this model: `capacity` main slots and `reserved` slots.
+    pub fn new_cache(&self, reserved: usize, capacity: usize) -> DenseKvCache<B> {
+        let c = &self.config;
+        DenseKvCache::new(
+            c.num_hidden_layers,
+            c.num_key_value_heads,
+            c.head_dim,
+            reserved,
+            capacity,
+            &self.device,
+        )
+    }
+
+    /// Embed token ids: `[ids.len(), hidden]`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor<B, 2>> {
+        let v = self.config.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::invalid(
+                "token id",
+                bad,
+                format!("the vocabulary has {v} entries"),
+            ));
+        }
+        let idx: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
+        Ok(self.embed_tokens.clone().select(0, idx))
+    }
+
+    /// Logits `[rows, vocab]` from final-normed states.
+    pub fn head(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.ops
+            .linear(normed, self.lm_head.as_ref().unwrap_or(&self.embed_tokens))
+    }
+
+    /// Run the model over new rows; see the module docs.
+    pub fn forward(
+        &self,
+        cache: &mut DenseKvCache<B>,
+        req: ForwardRequest<'_, B>,
+    ) -> Result<ForwardOutput<B>> {
+        let c = &self.config;
+        let x = match &req.input {
+            ModelInput::Ids(ids) => self.embed(ids)?,
+            ModelInput::Embeds(e) => {
+                let [_, d] = e.dims();
+                if d != c.hidden_size {
+                    return Err(Error::shape(
+                        "input embeddings",
+                        format!(
+                            "width {d}, but the model's hidden size is {}",
+                            c.hidden_size
+                        ),
+                    ));
+                }
+                e.clone()
+            }
+        };
+        let rows = x.dims()[0];
+        self.check_request(cache, rows, &req)?;
+        if rows == 0 {
+            return Ok(ForwardOutput {
+                logits: None,
+                taps: vec![],
+            });
+        }
+
+        let (cos, sin) = c.rope.cos_sin(&self.inv_freq, req.positions);
+        let hd = c.head_dim;
+        let cos = Tensor::<B, 2>::from_data(TensorData::new(cos, [rows, hd]), &self.device);
+        let sin = Tensor::<B, 2>::from_data(TensorData::new(sin, [rows, hd]), &self.device);
+        let mask = (!req.visibility.is_all_visible())
+            .then(|| req.visibility.to_hidden_mask::<B>(&self.device));
+        let ctx = LayerContext {
+            ops: self.ops.as_ref(),
+            config: c,
+            cos: &cos,
+            sin: &sin,
+            hidden_mask: mask.as_ref(),
+            region: req.region,
+        };
+
+        let mut taps: Vec<Option<Tensor<B, 2>>> = vec![None; req.taps.len()];
+        let mut record = |i: usize, x: &Tensor<B, 2>| {
+            for (slot, tap) in taps.iter_mut().zip(req.taps) {
+                if *tap == Tap::LayerInput(i) {
+                    *slot = Some(x.clone());
+                }
+            }
+        };
+        let mut x = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            record(i, &x);
+            x = layer.forward(x, &ctx, cache, i);
+        }
+        record(self.layers.len(), &x);
+        cache.commit(req.region, rows);
+
+        let wants_norm = req.taps.contains(&Tap::FinalNorm);
+        let selected = |t: Tensor<B, 2>| -> Tensor<B, 2> {
+            match &req.logits {
+                LogitRows::All | LogitRows::None => t,
+                LogitRows::Last => t.slice([rows - 1..rows]),
+                LogitRows::Rows(r) => {
+                    let idx: Vec<i64> = r.iter().map(|&i| i as i64).collect();
+                    let idx = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new(idx, [r.len()]),
+                        &self.device,
+                    );
+                    t.select(0, idx)
+                }
+            }
+        };
+        let eps = c.rms_norm_eps;
+        let (logits, normed_all) = if wants_norm {
+            let normed = self.ops.rms_norm2(x, &self.norm, eps);
+            let logits =
+                (req.logits != LogitRows::None).then(|| self.head(selected(normed.clone())));
+            (logits, Some(normed))
+        } else if req.logits != LogitRows::None {
+            // Norm only the rows that need logits: prefill asks for one row out of many.
+            let normed = self.ops.rms_norm2(selected(x), &self.norm, eps);
+            (Some(self.head(normed)), None)
+        } else {
+            (None, None)
+        };
+        let taps = taps
+            .into_iter()
+            .zip(req.taps)
+            .map(|(t, tap)| match tap {
+                Tap::FinalNorm => normed_all.clone().expect("final norm computed when tapped"),
+                Tap::LayerInput(_) => t.expect("layer taps validated before the forward"),
+            })
+            .collect();
+        Ok(ForwardOutput { logits, taps })
+    }
+
+    fn check_request(
+        &self,
+        cache: &DenseKvCache<B>,
+        rows: usize,
+        req: &ForwardRequest<'_, B>,
+    ) -> Result<()> {
+        let c = &self.config;
+        if req.positions.len() != rows {
+            return Err(Error::shape(
+                "forward",
+                format!("{rows} input rows but {} position ids", req.positions.len()),
+            ));
+        }
+        if let Some(&p) = req.positions.iter().max() {
+            if p >= c.max_position_embeddings {
+                return Err(Error::Capacity {
+                    what: "position ids (max_position_embeddings)",
+                    requested: p + 1,
+                    limit: c.max_position_embeddings,
+                });
+            }
+        }
+        cache.check_room(req.region, rows)?;
+        let cols = match req.region {
+            Region::Main => cache.key_slots_after(rows),
+            Region::Reserved => cache.reserved() + cache.len(),
+        };
+        let vis = req.visibility;
+        if vis.rows() != rows || vis.cols() != cols {
+            return Err(Error::shape(
+                "visibility",
+                format!(
+                    "mask is {}x{}, but this forward has {rows} rows over {cols} key slots",
+                    vis.rows(),
+                    vis.cols()
+                ),
+            ));
+        }
+        vis.validate()?;
+        for tap in req.taps {
+            if let Tap::LayerInput(i) = tap {
+                if *i > c.num_hidden_layers {
+                    return Err(Error::invalid(
+                        "layer tap",
+                        i,
+                        format!("the model has {} layers", c.num_hidden_layers),
+                    ));
+                }
+            }
+        }
+        if let LogitRows::Rows(r) = &req.logits {
+            if let Some(&bad) = r.iter().find(|&&i| i >= rows) {
+                return Err(Error::invalid(
+                    "logit row",
+                    bad,
+                    format!("the forward has {rows} rows"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,273 @@
+//! Reading weights from safetensors checkpoints: one `model.safetensors`, or shards listed by
+//! `model.safetensors.index.json`. Files are memory-mapped; tensors are converted to `f32` on the
+//! way in (F32, BF16 and F16 on disk), and every tensor's shape is checked against the shape the
+//! configuration implies before it is used.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use confu_core::{Error, Result};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+/// A checkpoint folder's weights, opened but not yet converted.
+pub struct WeightFiles {
+    files: Vec<(PathBuf, Mmap)>,
+    /// tensor name → index into `files`
+    index: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for WeightFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightFiles")
+            .field(
+                "files",
+                &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("tensors", &self.index.len())
+            .finish()
+    }
+}
+
+impl WeightFiles {
+    /// Open `dir/model.safetensors`, or the shards named by `dir/model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let shard_names: Vec<String> = if index_path.exists() {
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Format {
+                path: index_path.clone(),
+                msg: format!("not valid JSON: {e}"),
+            })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Config {
+                    path: index_path.clone(),
+                    field: "weight_map".into(),
+                    msg: "missing or not an object".into(),
+                })?;
+            let mut names: Vec<String> = map
+                .values()
+                .map(|f| {
+                    f.as_str().map(str::to_string).ok_or_else(|| Error::Config {
+                        path: index_path.clone(),
+                        field: "weight_map".into(),
+                        msg: format!("expected file names, got {f}"),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            names.sort();
+            names.dedup();
+            names
+        } else if single.exists() {
+            vec!["model.safetensors".to_string()]
+        } else {
+            return Err(Error::io(
+                &single,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model.safetensors and no model.safetensors.index.json in this folder",
+                ),
+            ));
+        };
+
+        if shard_names.is_empty() {
+            return Err(Error::Config {
+                path: index_path,
+                field: "weight_map".into(),
+                msg: "names no shard files".into(),
+            });
+        }
+        let mut files = Vec::with_capacity(shard_names.len());
+        let mut index = HashMap::new();
+        for name in shard_names {
+            let path = dir.join(&name);
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // SAFETY: the map is read-only; checkpoints are not modified while a model loads.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+            let names = SafeTensors::read_metadata(&mmap)
+                .map_err(|e| Error::Format {
+                    path: path.clone(),
+                    msg: format!("not a valid safetensors file: {e}"),
+                })?
+                .1
+                .tensors()
+                .into_keys()
+                .collect::<Vec<_>>();
+            for n in names {
+                index.insert(n, files.len());
+            }
+            files.push((path, mmap));
+        }
+        Ok(Self { files, index })
+    }
+
+    /// Whether a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The file a tensor lives in (or would, for error messages about a missing one).
+    pub fn path_of(&self, name: &str) -> &Path {
+        let i = self.index.get(name).copied().unwrap_or(0);
+        &self.files[i].0
+    }
+
+    /// Read tensor `name` as `f32`, checking that its shape is `shape`.
+    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let Some(&file) = self.index.get(name) else {
+            return Err(Error::Tensor {
+                path: self.files[0]
+                    .0
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                name: name.to_string(),
+                msg: "missing from the checkpoint".into(),
+            });
+        };
+        let (path, mmap) = &self.files[file];
+        let st = SafeTensors::deserialize(mmap).map_err(|e| Error::Format {
+            path: path.clone(),
+            msg: format!("not a valid safetensors file: {e}"),
+        })?;
+        let view = st.tensor(name).map_err(|e| Error::Tensor {
+            path: path.clone(),
+            name: name.to_string(),
+            msg: e.to_string(),
+        })?;
+        if view.shape() != shape {
+            return Err(Error::Tensor {
+                path: path.clone(),
+                name: name.to_string(),
+                msg: format!(
+                    "shape {:?} contradicts config.json, which implies {:?}",
+                    view.shape(),
+                    shape
+                ),
+            });
+        }
+        let bytes = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    path: path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        Ok(values)
+    }
+
+    /// The on-disk dtypes, for `inspect` (dtype name → tensor count).
+    pub fn dtype_summary(&self) -> Vec<(String, usize)> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for (path, mmap) in &self.files {
+            if let Ok((_, meta)) = SafeTensors::read_metadata(mmap) {
+                for info in meta.tensors().values() {
+                    *counts.entry(format!("{:?}", info.dtype)).or_default() += 1;
+                }
+            } else {
+                tracing::warn!("{}: unreadable header", path.display());
+            }
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort();
+        v
+    }
+}
+
+/// Where a model's tensors come from: a checkpoint, or random values for benchmarks.
+pub trait WeightSource<B: burn::tensor::backend::Backend> {
+    /// A 2-D tensor of exactly this shape.
+    fn matrix(&mut self, name: &str, shape: [usize; 2]) -> Result<burn::tensor::Tensor<B, 2>>;
+    /// A 1-D tensor of exactly this length.
+    fn vector(&mut self, name: &str, len: usize) -> Result<burn::tensor::Tensor<B, 1>>;
+    /// Whether the source has a tensor of this name.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// Tensors read from safetensors files onto a device.
+pub struct FileSource<'a, B: burn::tensor::backend::Backend> {
+    pub files: &'a WeightFiles,
+    pub device: B::Device,
+}
+
+impl<B: burn::tensor::backend::Backend> WeightSource<B> for FileSource<'_, B> {
+    fn matrix(&mut self, name: &str, shape: [usize; 2]) -> Result<burn::tensor::Tensor<B, 2>> {
+        let data = self.files.read_f32(name, &shape)?;
+        Ok(burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(data, shape),
+            &self.device,
+        ))
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<burn::tensor::Tensor<B, 1>> {
+        let data = self.files.read_f32(name, &[len])?;
+        Ok(burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(data, [len]),
+            &self.device,
+        ))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.files.contains(name)
+    }
+}
+
+/// Seeded random weights (uniform, scaled by `1/sqrt(fan_in)`; norm weights 1) for benchmarks
+/// and tests that need a model of a given size without files.
+pub struct RandomSource<B: burn::tensor::backend::Backend> {
+    pub rng: rand_chacha::ChaCha8Rng,
+    pub device: B::Device,
+}
+
+impl<B: burn::tensor::backend::Backend> RandomSource<B> {
+    /// A source seeded with `seed`.
+    pub fn new(seed: u64, device: B::Device) -> Self {
+        use rand::SeedableRng;
+        Self {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            device,
+        }
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> WeightSource<B> for RandomSource<B> {
+    fn matrix(&mut self, _name: &str, shape: [usize; 2]) -> Result<burn::tensor::Tensor<B, 2>> {
+        use rand::Rng;
+        let scale = (3.0 / shape[1] as f32).sqrt();
+        let data: Vec<f32> = (0..shape[0] * shape[1])
+            .map(|_| self.rng.random_range(-scale..scale))
+            .collect();
+        Ok(burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(data, shape),
+            &self.device,
+        ))
+    }
+
+    fn vector(&mut self, _name: &str, len: usize) -> Result<burn::tensor::Tensor<B, 1>> {
+        Ok(burn::tensor::Tensor::ones([len], &self.device))
+    }
+
+    fn contains(&self, _name: &str) -> bool {
+        false
+    }
+}

@@ -1,0 +1,1 @@
+//! confu-train

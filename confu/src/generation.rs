@@ -1,0 +1,81 @@
+//! Generation settings and results shared by every decoding mode.
+
+use confu_core::{Error, Result, SamplingParams};
+use serde::{Deserialize, Serialize};
+
+/// What to generate and how to pick tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationConfig {
+    /// Upper bound on generated tokens (the model's position limit may stop earlier).
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Stop after the model emits one of its end-of-sequence ids (the id is kept in the output).
+    pub stop_at_eos: bool,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 64,
+            sampling: SamplingParams::default(),
+            stop_at_eos: true,
+        }
+    }
+}
+
+impl GenerationConfig {
+    /// Reject impossible settings, naming the parameter.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_new_tokens == 0 {
+            return Err(Error::invalid("max-new-tokens", 0, "must be >= 1"));
+        }
+        self.sampling.validate()
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxNewTokens,
+    Eos,
+    PositionLimit,
+}
+
+/// Wall-clock time spent, split into the prompt pass and the token-by-token phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    pub prefill_tokens: usize,
+    pub decode_tokens: usize,
+}
+
+impl Timings {
+    /// Prompt tokens processed per second.
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        rate(self.prefill_tokens, self.prefill_s)
+    }
+
+    /// Generated tokens per second after the first (the first comes out of the prefill).
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        rate(self.decode_tokens, self.decode_s)
+    }
+}
+
+fn rate(n: usize, s: f64) -> f64 {
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// The outcome of one generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub generated_ids: Vec<u32>,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+}

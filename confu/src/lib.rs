@@ -1,0 +1,15 @@
+//! # confu
+//!
+//! The facade that the CLI and downstream research code use: the [`Engine`] decode loop, the
+//! generation configuration and its results (timings, stop reason). Speculative modes (EAGLE-3,
+//! ConFu), metrics and the evaluation harness join here as they are built.
+
+pub mod engine;
+pub mod generation;
+pub mod reference;
+
+pub use engine::Engine;
+pub use generation::{Generation, GenerationConfig, StopReason, Timings};
+
+pub use confu_core as core;
+pub use confu_model as model;
