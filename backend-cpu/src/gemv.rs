@@ -83,15 +83,23 @@ impl Ops<Cpu> for CpuOps {
         let [kv_heads, keys, _] = k.dims();
         let device = q.device();
         let (qt, kt, vt) = (float(q.clone()), float(k.clone()), float(v.clone()));
-        let (Some(qa), Some(ka), Some(va)) = (Strided::of(&qt), Strided::of(&kt), Strided::of(&vt)) else {
+        let (Some(qa), Some(ka), Some(va)) = (Strided::of(&qt), Strided::of(&kt), Strided::of(&vt))
+        else {
             return portable::attention(q, k, v, hidden, scale);
         };
-        let mask_host: Option<Vec<bool>> = hidden.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
+        let mask_host: Option<Vec<bool>> =
+            hidden.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
         let group = heads / kv_heads;
         let scale = scale as f32;
         let mut out = vec![0f32; heads * rows * d];
         out.par_chunks_mut(d).enumerate().for_each_init(
-            || (Vec::<f32>::with_capacity(keys), Vec::<usize>::with_capacity(keys), vec![0f32; d]),
+            || {
+                (
+                    Vec::<f32>::with_capacity(keys),
+                    Vec::<usize>::with_capacity(keys),
+                    vec![0f32; d],
+                )
+            },
             |(scores, idx, qrow), (task, dst)| {
                 let (h, r) = (task / rows, task % rows);
                 let kvh = h / group;
@@ -214,14 +222,19 @@ mod tests {
 
     fn tensor<const D: usize>(shape: [usize; D], salt: usize) -> Tensor<Cpu, D> {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|i| ((i * 31 + salt * 17) as f32 * 0.37).sin()).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i * 31 + salt * 17) as f32 * 0.37).sin())
+            .collect();
         Tensor::from_data(TensorData::new(v, shape), &Default::default())
     }
 
     fn close<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> f32 {
         let a: Vec<f32> = a.into_data().to_vec().unwrap();
         let b: Vec<f32> = b.into_data().to_vec().unwrap();
-        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
     }
 
     #[test]
@@ -241,7 +254,8 @@ mod tests {
         let k = tensor([2, 9, 5], 2).slice([0..2, 0..7, 0..5]);
         let v = tensor([2, 9, 5], 3).slice([0..2, 0..7, 0..5]);
         let hidden: Vec<bool> = (0..21).map(|i| i % 3 == 1 && i % 7 != 0).collect();
-        let mask = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(hidden, [3, 7]), &Default::default());
+        let mask =
+            Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(hidden, [3, 7]), &Default::default());
         let ours = CpuOps.attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), 0.4);
         let theirs = Ops::<Cpu>::attention(&PortableOps, q, k, v, Some(mask), 0.4);
         assert!(close(ours, theirs) < 1e-5);

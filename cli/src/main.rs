@@ -1,1 +1,59 @@
-fn main() {}
+//! The `confu` command line: `generate`, `inspect`, `bench`.
+//! Backends are cargo features (`cpu` default, `wgpu`, `cuda`) chosen at run time by `--device`.
+
+mod backend;
+mod bench;
+mod generate;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Speculative decoding with EAGLE-3 draft heads and ConFu, on CPU, WGPU and CUDA.
+#[derive(Debug, Parser)]
+#[command(name = "confu", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt, streaming the text.
+    Generate(generate::GenerateArgs),
+    /// Describe a checkpoint folder: architecture, sizes, parameters, dtypes, tokenizer.
+    Inspect(inspect::InspectArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONFU_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => {
+            let device = args.device.clone();
+            backend::dispatch(&device, args)
+        }
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bench(bench::BenchCommand::Decode(args)) => {
+            let device = args.device.clone();
+            backend::dispatch(&device, args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -261,7 +261,7 @@ impl<B: Backend> TargetModel<B> {
         let selected = |t: Tensor<B, 2>| -> Tensor<B, 2> {
             match &req.logits {
                 LogitRows::All | LogitRows::None => t,
-                LogitRows::Last => t.slice([rows - 1..rows]),
+                LogitRows::Last => t.narrow(0, rows - 1, 1),
                 LogitRows::Rows(r) => {
                     let idx: Vec<i64> = r.iter().map(|&i| i as i64).collect();
                     let idx = Tensor::<B, 1, Int>::from_data(

@@ -69,7 +69,7 @@ fn check_fixture(dir: &Path) -> Result<String, String> {
         }
         let r = rel_l2(&ours, theirs);
         line.push_str(&format!(" {label} rel_l2={r:.2e}"));
-        if !(r <= tol) {
+        if r.is_nan() || r > tol {
             failures.push(format!("{label} rel_l2 {r:.3e} > {tol:.1e} ({key})"));
         }
         Ok(())

@@ -27,12 +27,16 @@ fn models() -> Vec<(String, Model)> {
 }
 
 fn ids(n: usize, salt: u32, vocab: usize) -> Vec<u32> {
-    (0..n as u32).map(|i| (i * 37 + salt * 101 + 3) % vocab as u32).collect()
+    (0..n as u32)
+        .map(|i| (i * 37 + salt * 101 + 3) % vocab as u32)
+        .collect()
 }
 
 /// Deterministic pseudo-random embeddings with roughly unit-scale entries.
 fn embeds(rows: usize, d: usize, salt: usize) -> Tensor<Cpu, 2> {
-    let v: Vec<f32> = (0..rows * d).map(|i| ((i * 7919 + salt * 104729) as f32 * 0.618).sin()).collect();
+    let v: Vec<f32> = (0..rows * d)
+        .map(|i| ((i * 7919 + salt * 104729) as f32 * 0.618).sin())
+        .collect();
     Tensor::from_data(TensorData::new(v, [rows, d]), &Default::default())
 }
 
@@ -51,7 +55,11 @@ fn forward(
                 input,
                 positions,
                 visibility: vis,
-                logits: if region == Region::Main { LogitRows::All } else { LogitRows::None },
+                logits: if region == Region::Main {
+                    LogitRows::All
+                } else {
+                    LogitRows::None
+                },
                 taps: &[],
                 region,
             },
@@ -74,7 +82,10 @@ fn prefill(m: &Model, cache: &mut DenseKvCache<Cpu>, prompt: &[u32]) {
 }
 
 fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| rel_l2(x, y)).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| rel_l2(x, y))
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -89,7 +100,14 @@ fn hidden_extra_rows_leave_real_logits_unchanged() {
         let mut c0 = m.new_cache(0, 32);
         prefill(&m, &mut c0, &prompt);
         let pos: Vec<usize> = (n..n + real.len()).collect();
-        let want = forward(&m, &mut c0, ModelInput::Ids(&real), &pos, &Visibility::causal(0, n, 3), Region::Main);
+        let want = forward(
+            &m,
+            &mut c0,
+            ModelInput::Ids(&real),
+            &pos,
+            &Visibility::causal(0, n, 3),
+            Region::Main,
+        );
 
         // Soft-prompt rows in the reserved region (causal among themselves, positions 0..s), a
         // prefix that never sees them, then real rows followed by 2 contemplate-like rows that see
@@ -101,7 +119,14 @@ fn hidden_extra_rows_leave_real_logits_unchanged() {
             soft.allow_range(r, 0..r + 1);
         }
         let soft_pos: Vec<usize> = (0..s).collect();
-        forward(&m, &mut c1, ModelInput::Embeds(embeds(s, d, 7)), &soft_pos, &soft, Region::Reserved);
+        forward(
+            &m,
+            &mut c1,
+            ModelInput::Embeds(embeds(s, d, 7)),
+            &soft_pos,
+            &soft,
+            Region::Reserved,
+        );
         prefill(&m, &mut c1, &prompt);
         let extra = 2;
         let rows = real.len() + extra;
@@ -123,13 +148,26 @@ fn hidden_extra_rows_leave_real_logits_unchanged() {
         let input = Tensor::cat(vec![m.embed(&real).unwrap(), embeds(extra, d, 11)], 0);
         let mut pos: Vec<usize> = (n..n + real.len()).collect();
         pos.extend([n + 1, n + 3]);
-        let got = forward(&m, &mut c1, ModelInput::Embeds(input), &pos, &vis, Region::Main);
+        let got = forward(
+            &m,
+            &mut c1,
+            ModelInput::Embeds(input),
+            &pos,
+            &vis,
+            Region::Main,
+        );
         let r = max_rel(&got[..real.len()], &want);
         let identical = got[..real.len()] == want[..];
         println!("readiness {name}: hidden extra rows + reserved soft prompt: real-row logits max rel_l2={r:.2e} bit-identical={identical}");
-        assert!(r <= 1e-6, "{name}: real rows changed by hidden rows (rel_l2 {r:.3e})");
+        assert!(
+            r <= 1e-6,
+            "{name}: real rows changed by hidden rows (rel_l2 {r:.3e})"
+        );
         // The CPU kernels are row-independent and skip hidden keys, so here it is exact.
-        assert!(identical, "{name}: CPU kernels should leave real rows bit-identical");
+        assert!(
+            identical,
+            "{name}: CPU kernels should leave real rows bit-identical"
+        );
     }
 }
 
@@ -157,19 +195,39 @@ fn tree_nodes_match_their_paths_run_causally() {
         let depth: Vec<usize> = (0..PARENTS.len()).map(|i| path_to(i).len() - 1).collect();
         let pos: Vec<usize> = depth.iter().map(|&dep| n + dep).collect();
         let vis = Visibility::tree(0, n, &PARENTS).unwrap();
-        let tree = forward(&m, &mut cache, ModelInput::Ids(&tokens), &pos, &vis, Region::Main);
+        let tree = forward(
+            &m,
+            &mut cache,
+            ModelInput::Ids(&tokens),
+            &pos,
+            &vis,
+            Region::Main,
+        );
 
         let mut worst = 0.0f64;
-        for node in 0..PARENTS.len() {
+        for (node, node_logits) in tree.iter().enumerate() {
             let path: Vec<u32> = path_to(node).iter().map(|&i| tokens[i]).collect();
             cache.truncate(n).unwrap();
             let pos: Vec<usize> = (n..n + path.len()).collect();
-            let causal = forward(&m, &mut cache, ModelInput::Ids(&path), &pos, &Visibility::causal(0, n, path.len()), Region::Main);
-            let r = rel_l2(&tree[node], causal.last().unwrap());
+            let causal = forward(
+                &m,
+                &mut cache,
+                ModelInput::Ids(&path),
+                &pos,
+                &Visibility::causal(0, n, path.len()),
+                Region::Main,
+            );
+            let r = rel_l2(node_logits, causal.last().unwrap());
             worst = worst.max(r);
-            assert!(r <= 1e-5, "{name}: node {node} differs from its path (rel_l2 {r:.3e})");
+            assert!(
+                r <= 1e-5,
+                "{name}: node {node} differs from its path (rel_l2 {r:.3e})"
+            );
         }
-        println!("readiness {name}: tree of {} nodes vs causal paths: max rel_l2={worst:.2e} ok", PARENTS.len());
+        println!(
+            "readiness {name}: tree of {} nodes vs causal paths: max rel_l2={worst:.2e} ok",
+            PARENTS.len()
+        );
     }
 }
 
@@ -185,7 +243,14 @@ fn keeping_one_path_then_decoding_equals_a_fresh_forward() {
         let depth: Vec<usize> = (0..PARENTS.len()).map(|i| path_to(i).len() - 1).collect();
         let pos: Vec<usize> = depth.iter().map(|&dep| n + dep).collect();
         let vis = Visibility::tree(0, n, &PARENTS).unwrap();
-        forward(&m, &mut cache, ModelInput::Ids(&tokens), &pos, &vis, Region::Main);
+        forward(
+            &m,
+            &mut cache,
+            ModelInput::Ids(&tokens),
+            &pos,
+            &vis,
+            Region::Main,
+        );
 
         // Accept the path 0 → 1 → 3 → 6 and compact the cache to prefix + path.
         let path = path_to(6);
@@ -200,7 +265,14 @@ fn keeping_one_path_then_decoding_equals_a_fresh_forward() {
         for (i, &t) in more.iter().enumerate() {
             let p = n + path.len() + i;
             let vis = Visibility::causal(0, cache.len(), 1);
-            continued.extend(forward(&m, &mut cache, ModelInput::Ids(&[t]), &[p], &vis, Region::Main));
+            continued.extend(forward(
+                &m,
+                &mut cache,
+                ModelInput::Ids(&[t]),
+                &[p],
+                &vis,
+                Region::Main,
+            ));
         }
 
         // Fresh forward over the accepted sequence.
@@ -209,9 +281,21 @@ fn keeping_one_path_then_decoding_equals_a_fresh_forward() {
         seq.extend(&more);
         let mut fresh_cache = m.new_cache(0, 64);
         let pos: Vec<usize> = (0..seq.len()).collect();
-        let fresh = forward(&m, &mut fresh_cache, ModelInput::Ids(&seq), &pos, &Visibility::causal(0, 0, seq.len()), Region::Main);
+        let fresh = forward(
+            &m,
+            &mut fresh_cache,
+            ModelInput::Ids(&seq),
+            &pos,
+            &Visibility::causal(0, 0, seq.len()),
+            Region::Main,
+        );
         let r = max_rel(&continued, &fresh[seq.len() - more.len()..]);
-        println!("readiness {name}: keep path {path:?} then decode 3: max rel_l2 vs fresh={r:.2e} ok");
-        assert!(r <= 1e-5, "{name}: decoding after compaction differs (rel_l2 {r:.3e})");
+        println!(
+            "readiness {name}: keep path {path:?} then decode 3: max rel_l2 vs fresh={r:.2e} ok"
+        );
+        assert!(
+            r <= 1e-5,
+            "{name}: decoding after compaction differs (rel_l2 {r:.3e})"
+        );
     }
 }

@@ -1,0 +1,122 @@
+//! `confu generate`: decode a prompt and stream the text.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use confu::{Engine, GenerationConfig};
+use confu_core::{Ops, Result, SamplingParams};
+use confu_model::{TargetModel, TextStream, Tokenizer};
+
+use crate::backend::Job;
+
+/// Arguments of `confu generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt text.
+    #[arg(long)]
+    pub prompt: String,
+    /// Maximum number of tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens when sampling.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches P when sampling.
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
+    /// Seed of the sampling RNG.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep generating after an end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Compute device: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object (ids, text, timings) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GenerateArgs {
+    fn config(&self) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            stop_at_eos: !self.ignore_eos,
+        }
+    }
+}
+
+impl Job for GenerateArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
+        let config = self.config();
+        config.validate()?;
+        let model = TargetModel::<B>::load(&self.model, ops, &device)?;
+        let tokenizer = Tokenizer::from_dir(&self.model)?;
+        let prompt = tokenizer.encode(&self.prompt)?;
+        let engine = Engine::new(model);
+        let mut stream = TextStream::default();
+        let mut out = std::io::stdout().lock();
+        let json = self.json;
+        let mut stream_err = None;
+        let generation = engine.generate(&prompt, &config, |ids| {
+            if json || stream_err.is_some() {
+                return;
+            }
+            match stream.push(&tokenizer, ids) {
+                Ok(text) => {
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                }
+                Err(e) => stream_err = Some(e),
+            }
+        })?;
+        if let Some(e) = stream_err {
+            return Err(e);
+        }
+        let text = tokenizer.decode(&generation.generated_ids)?;
+        if json {
+            let value = serde_json::json!({
+                "prompt": self.prompt,
+                "prompt_ids": generation.prompt_ids,
+                "generated_ids": generation.generated_ids,
+                "text": text,
+                "stop_reason": generation.stop_reason,
+                "timings": generation.timings,
+                "prefill_tokens_per_s": generation.timings.prefill_tokens_per_s(),
+                "decode_tokens_per_s": generation.timings.decode_tokens_per_s(),
+            });
+            writeln!(out, "{value}").ok();
+        } else {
+            let rest = stream.finish(&tokenizer)?;
+            writeln!(out, "{rest}").ok();
+            let t = &generation.timings;
+            eprintln!(
+                "[{} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, decode {:.1} tok/s]",
+                generation.prompt_ids.len(),
+                generation.generated_ids.len(),
+                generation.stop_reason,
+                t.prefill_tokens_per_s(),
+                t.decode_tokens_per_s()
+            );
+        }
+        Ok(())
+    }
+}
