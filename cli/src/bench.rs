@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use confu_core::{kv_cache::Region, Error, Ops, Result, RopeConfig, RopeScaling, Visibility};
-use confu_model::{Architecture, ForwardRequest, LogitRows, ModelConfig, ModelInput, TargetModel};
+use confu_core::{Error, Ops, Result, RopeConfig, RopeScaling};
+use confu_model::{Architecture, LogitRows, ModelConfig, TargetModel};
 use rayon::prelude::*;
 
 use crate::backend::Job;
@@ -202,36 +202,14 @@ impl Job for DecodeArgs {
         );
         for run in 0..self.warmup + self.runs {
             let mut cache = model.new_cache(0, total);
-            let positions: Vec<usize> = (0..prompt.len()).collect();
             let t = Instant::now();
-            let out = model.forward(
-                &mut cache,
-                ForwardRequest {
-                    input: ModelInput::Ids(&prompt),
-                    positions: &positions,
-                    visibility: &Visibility::causal(0, 0, prompt.len()),
-                    logits: LogitRows::Last,
-                    taps: &[],
-                    region: Region::Main,
-                },
-            )?;
+            let out = model.forward_causal(&mut cache, &prompt, LogitRows::Last, &[])?;
             sync(out.logits.expect("requested"));
             let p = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let mut token = 1u32;
-            for i in 0..self.new_tokens {
-                let pos = self.prompt_len + i;
-                let out = model.forward(
-                    &mut cache,
-                    ForwardRequest {
-                        input: ModelInput::Ids(&[token]),
-                        positions: &[pos],
-                        visibility: &Visibility::causal(0, pos, 1),
-                        logits: LogitRows::Last,
-                        taps: &[],
-                        region: Region::Main,
-                    },
-                )?;
+            for _ in 0..self.new_tokens {
+                let out = model.forward_causal(&mut cache, &[token], LogitRows::Last, &[])?;
                 let logits: Vec<f32> = out
                     .logits
                     .expect("requested")

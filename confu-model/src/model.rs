@@ -296,6 +296,31 @@ impl<B: Backend> TargetModel<B> {
         Ok(ForwardOutput { logits, taps })
     }
 
+    /// Plain causal decoding: append `ids` after the cache's main region, at the positions that
+    /// follow it, each row seeing the prefix and the rows before it (never the reserved region).
+    pub fn forward_causal(
+        &self,
+        cache: &mut DenseKvCache<B>,
+        ids: &[u32],
+        logits: LogitRows,
+        taps: &[Tap],
+    ) -> Result<ForwardOutput<B>> {
+        let start = cache.len();
+        let positions: Vec<usize> = (start..start + ids.len()).collect();
+        let visibility = Visibility::causal(cache.reserved(), start, ids.len());
+        self.forward(
+            cache,
+            ForwardRequest {
+                input: ModelInput::Ids(ids),
+                positions: &positions,
+                visibility: &visibility,
+                logits,
+                taps,
+                region: Region::Main,
+            },
+        )
+    }
+
     fn check_request(
         &self,
         cache: &DenseKvCache<B>,

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use confu_core::{kv_cache::Region, Error, KvCache, Result, Sampler, Visibility};
-use confu_model::{ForwardRequest, LogitRows, ModelInput, TargetModel};
+use confu_core::{DenseKvCache, Error, Result, Sampler};
+use confu_model::{LogitRows, TargetModel};
 
 use crate::generation::{Generation, GenerationConfig, StopReason, Timings};
 
@@ -58,7 +58,7 @@ impl<B: Backend> Engine<B> {
         };
 
         let start = Instant::now();
-        let mut logits = self.step(&mut cache, ModelInput::Ids(prompt), 0)?;
+        let mut logits = self.step(&mut cache, prompt)?;
         let mut token = sampler.sample(&logits) as u32;
         timings.prefill_s = start.elapsed().as_secs_f64();
         on_tokens(&[token]);
@@ -75,8 +75,7 @@ impl<B: Backend> Engine<B> {
             if generated.len() >= max_new {
                 break StopReason::PositionLimit;
             }
-            let pos = cache.len();
-            logits = self.step(&mut cache, ModelInput::Ids(&[token]), pos)?;
+            logits = self.step(&mut cache, &[token])?;
             token = sampler.sample(&logits) as u32;
             generated.push(token);
             on_tokens(&[token]);
@@ -91,30 +90,11 @@ impl<B: Backend> Engine<B> {
         })
     }
 
-    /// Append causal rows at `first_pos..` and return the last row's logits on the host.
-    fn step(
-        &self,
-        cache: &mut confu_core::DenseKvCache<B>,
-        input: ModelInput<'_, B>,
-        first_pos: usize,
-    ) -> Result<Vec<f32>> {
-        let rows = match &input {
-            ModelInput::Ids(ids) => ids.len(),
-            ModelInput::Embeds(e) => e.dims()[0],
-        };
-        let positions: Vec<usize> = (first_pos..first_pos + rows).collect();
-        let visibility = Visibility::causal(cache.reserved(), cache.len(), rows);
-        let out = self.target.forward(
-            cache,
-            ForwardRequest {
-                input,
-                positions: &positions,
-                visibility: &visibility,
-                logits: LogitRows::Last,
-                taps: &[],
-                region: Region::Main,
-            },
-        )?;
+    /// Append causal rows and return the last row's logits on the host.
+    fn step(&self, cache: &mut DenseKvCache<B>, ids: &[u32]) -> Result<Vec<f32>> {
+        let out = self
+            .target
+            .forward_causal(cache, ids, LogitRows::Last, &[])?;
         let logits = out.logits.expect("logits were requested");
         Ok(logits
             .into_data()

@@ -7,8 +7,7 @@ use std::path::Path;
 use backend_cpu::Cpu;
 use confu::reference::{fixture_dirs, read_tensors, rel_l2};
 use confu::{Engine, GenerationConfig};
-use confu_core::{kv_cache::Region, Visibility};
-use confu_model::{ForwardRequest, LogitRows, ModelInput, Tap, TargetModel, Tokenizer};
+use confu_model::{LogitRows, Tap, TargetModel, Tokenizer};
 
 fn host(t: burn::tensor::Tensor<Cpu, 2>) -> Vec<f32> {
     t.into_data().to_vec().unwrap()
@@ -42,19 +41,8 @@ fn check_fixture(dir: &Path) -> Result<String, String> {
     let mut taps: Vec<Tap> = (0..layers).map(Tap::LayerInput).collect();
     taps.push(Tap::FinalNorm);
     let mut cache = model.new_cache(0, ids.len());
-    let positions: Vec<usize> = (0..ids.len()).collect();
     let out = model
-        .forward(
-            &mut cache,
-            ForwardRequest {
-                input: ModelInput::Ids(&ids),
-                positions: &positions,
-                visibility: &Visibility::causal(0, 0, ids.len()),
-                logits: LogitRows::All,
-                taps: &taps,
-                region: Region::Main,
-            },
-        )
+        .forward_causal(&mut cache, &ids, LogitRows::All, &taps)
         .map_err(|e| e.to_string())?;
     let mut line = format!("parity {name}:");
     let mut failures = Vec::new();

@@ -76,9 +76,8 @@ fn forward(
 }
 
 fn prefill(m: &Model, cache: &mut DenseKvCache<Cpu>, prompt: &[u32]) {
-    let pos: Vec<usize> = (0..prompt.len()).collect();
-    let vis = Visibility::causal(cache.reserved(), 0, prompt.len());
-    forward(m, cache, ModelInput::Ids(prompt), &pos, &vis, Region::Main);
+    m.forward_causal(cache, prompt, LogitRows::None, &[])
+        .unwrap();
 }
 
 fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
@@ -183,6 +182,23 @@ fn path_to(node: usize) -> Vec<usize> {
     path
 }
 
+/// Prefill `prompt`, then verify the tree of `tokens` (shaped by `PARENTS`) in one forward with a
+/// tree mask; returns each node's logits, the cache left holding prefix + tree.
+fn prefill_and_verify_tree(
+    m: &Model,
+    cache: &mut DenseKvCache<Cpu>,
+    prompt: &[u32],
+    tokens: &[u32],
+) -> Vec<Vec<f32>> {
+    let n = prompt.len();
+    prefill(m, cache, prompt);
+    let pos: Vec<usize> = (0..PARENTS.len())
+        .map(|i| n + path_to(i).len() - 1)
+        .collect();
+    let vis = Visibility::tree(0, n, &PARENTS).unwrap();
+    forward(m, cache, ModelInput::Ids(tokens), &pos, &vis, Region::Main)
+}
+
 #[test]
 fn tree_nodes_match_their_paths_run_causally() {
     for (name, m) in models() {
@@ -191,18 +207,7 @@ fn tree_nodes_match_their_paths_run_causally() {
         let n = prompt.len();
         let tokens = ids(PARENTS.len(), 4, v);
         let mut cache = m.new_cache(0, 64);
-        prefill(&m, &mut cache, &prompt);
-        let depth: Vec<usize> = (0..PARENTS.len()).map(|i| path_to(i).len() - 1).collect();
-        let pos: Vec<usize> = depth.iter().map(|&dep| n + dep).collect();
-        let vis = Visibility::tree(0, n, &PARENTS).unwrap();
-        let tree = forward(
-            &m,
-            &mut cache,
-            ModelInput::Ids(&tokens),
-            &pos,
-            &vis,
-            Region::Main,
-        );
+        let tree = prefill_and_verify_tree(&m, &mut cache, &prompt, &tokens);
 
         let mut worst = 0.0f64;
         for (node, node_logits) in tree.iter().enumerate() {
@@ -239,18 +244,7 @@ fn keeping_one_path_then_decoding_equals_a_fresh_forward() {
         let n = prompt.len();
         let tokens = ids(PARENTS.len(), 6, v);
         let mut cache = m.new_cache(0, 64);
-        prefill(&m, &mut cache, &prompt);
-        let depth: Vec<usize> = (0..PARENTS.len()).map(|i| path_to(i).len() - 1).collect();
-        let pos: Vec<usize> = depth.iter().map(|&dep| n + dep).collect();
-        let vis = Visibility::tree(0, n, &PARENTS).unwrap();
-        forward(
-            &m,
-            &mut cache,
-            ModelInput::Ids(&tokens),
-            &pos,
-            &vis,
-            Region::Main,
-        );
+        prefill_and_verify_tree(&m, &mut cache, &prompt, &tokens);
 
         // Accept the path 0 → 1 → 3 → 6 and compact the cache to prefix + path.
         let path = path_to(6);
