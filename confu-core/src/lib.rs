@@ -7,6 +7,7 @@
 //!   a reserved region for ConFu's soft prompt);
 //! - [`Visibility`]: host-side attention masks (causal, tree, arbitrary ConFu rules);
 //! - [`rope`]: rotary embeddings with explicit positions and llama3 scaling;
+//! - [`DraftTree`]: the topology of a speculative tree (parents, depths, root-to-leaf paths);
 //! - [`sampling`]: temperature / top-k / top-p with a seeded RNG, validated parameters;
 //! - [`Error`]: the one error type; nothing a user can get wrong panics.
 //!
@@ -17,6 +18,7 @@ pub mod kv_cache;
 pub mod ops;
 pub mod rope;
 pub mod sampling;
+pub mod tree;
 pub mod visibility;
 
 pub use error::{Error, Result};
@@ -24,6 +26,7 @@ pub use kv_cache::{DenseKvCache, KvCache};
 pub use ops::{Ops, PortableOps};
 pub use rope::{RopeConfig, RopeScaling};
 pub use sampling::{Sampler, SamplingParams};
+pub use tree::DraftTree;
 pub use visibility::Visibility;
 
 /// burn, re-exported so downstream crates use exactly the pinned version.

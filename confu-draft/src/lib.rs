@@ -1,6 +1,19 @@
 //! # confu-draft
 //!
-//! Owns the drafting side of a speculative round (METHOD.md §1–2, §4 draft side): the EAGLE-3 draft
-//! head loaded from the official checkpoint layout, its own KV cache, the draft vocabulary
-//! (`d2t`/`t2d`), the ConFu future-token slot, and the EAGLE-2 dynamic tree builder. Not built yet;
-//! it will reuse `confu-model`'s layer and embedding code and `confu-moe`'s router.
+//! Owns the drafting side of a speculative round (METHOD.md §1–2): the EAGLE-3 draft head loaded
+//! from the official checkpoint layout unchanged ([`Eagle3Head`]), the draft vocabulary
+//! ([`DraftVocab`]), the stateful drafter with its own KV cache ([`Eagle3Drafter`]), the EAGLE-2
+//! dynamic tree builder ([`build_tree`]) and the chain-shaped prompt-lookup drafter
+//! ([`PromptLookup`]). The ConFu future-token slot joins the head here.
+
+pub mod drafter;
+pub mod head;
+pub mod lookup;
+pub mod tree;
+pub mod vocab;
+
+pub use drafter::Eagle3Drafter;
+pub use head::{feature_layers, DraftConfig, DraftOutput, Eagle3Head};
+pub use lookup::PromptLookup;
+pub use tree::{build_tree, DraftTree, FrontierNode, TreeSettings};
+pub use vocab::DraftVocab;

@@ -47,7 +47,6 @@ pub struct DecoderLayer<B: Backend> {
 /// Per-forward inputs shared by all layers.
 pub struct LayerContext<'a, B: Backend> {
     pub ops: &'a dyn Ops<B>,
-    pub config: &'a ModelConfig,
     pub cos: &'a Tensor<B, 2>,
     pub sin: &'a Tensor<B, 2>,
     pub hidden_mask: Option<&'a Tensor<B, 2, Bool>>,
@@ -101,29 +100,73 @@ impl<B: Backend> DecoderLayer<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
+        config: &ModelConfig,
+        ctx: &LayerContext<'_, B>,
+        cache: &mut DenseKvCache<B>,
+        layer: usize,
+    ) -> Tensor<B, 2> {
+        let (ops, eps) = (ctx.ops, config.rms_norm_eps);
+        let n1 = ops.rms_norm2(x.clone(), &self.input_norm, eps);
+        let h = x + self
+            .attn
+            .forward(n1, &AttentionShape::of(config), ctx, cache, layer);
+        let n2 = ops.rms_norm2(h.clone(), &self.post_attention_norm, eps);
+        h + self.mlp.forward(n2, ops)
+    }
+}
+
+/// Head layout of an attention block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Epsilon of the per-head q/k norms (Qwen3).
+    pub eps: f64,
+}
+
+impl AttentionShape {
+    /// The target's layout.
+    pub fn of(c: &ModelConfig) -> Self {
+        Self {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            eps: c.rms_norm_eps,
+        }
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    /// `o_proj(attn(rope(q), rope(k), v))` for already-normed input rows `[rows, in]`; writes K/V
+    /// into `cache` at `layer` and attends over the cache's key slots with `ctx`'s mask.
+    pub fn forward(
+        &self,
+        input: Tensor<B, 2>,
+        shape: &AttentionShape,
         ctx: &LayerContext<'_, B>,
         cache: &mut DenseKvCache<B>,
         layer: usize,
     ) -> Tensor<B, 2> {
         let ops = ctx.ops;
-        let c = ctx.config;
-        let eps = c.rms_norm_eps;
-        let rows = x.dims()[0];
-        let (heads, kv_heads, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-
-        let n1 = ops.rms_norm2(x.clone(), &self.input_norm, eps);
-        let a = &self.attn;
+        let rows = input.dims()[0];
+        let AttentionShape {
+            heads,
+            kv_heads,
+            head_dim: hd,
+            eps,
+        } = *shape;
         let project = |w: &Tensor<B, 2>, b: &Option<Tensor<B, 1>>| {
-            let y = ops.linear(n1.clone(), w);
+            let y = ops.linear(input.clone(), w);
             match b {
                 Some(b) => y + b.clone().unsqueeze::<2>(),
                 None => y,
             }
         };
-        let mut q = project(&a.q_proj, &a.q_bias).reshape([rows, heads, hd]);
-        let mut k = project(&a.k_proj, &a.k_bias).reshape([rows, kv_heads, hd]);
-        let v = project(&a.v_proj, &a.v_bias).reshape([rows, kv_heads, hd]);
-        if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
+        let mut q = project(&self.q_proj, &self.q_bias).reshape([rows, heads, hd]);
+        let mut k = project(&self.k_proj, &self.k_bias).reshape([rows, kv_heads, hd]);
+        let v = project(&self.v_proj, &self.v_bias).reshape([rows, kv_heads, hd]);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = ops.rms_norm3(q, qn, eps);
             k = ops.rms_norm3(k, kn, eps);
         }
@@ -134,11 +177,14 @@ impl<B: Backend> DecoderLayer<B> {
         let scale = 1.0 / (hd as f64).sqrt();
         let attn = ops.attention(q, k_all, v_all, ctx.hidden_mask.cloned(), scale);
         let attn = attn.swap_dims(0, 1).reshape([rows, heads * hd]);
-        let h = x + ops.linear(attn, &a.o_proj);
+        ops.linear(attn, &self.o_proj)
+    }
+}
 
-        let n2 = ops.rms_norm2(h.clone(), &self.post_attention_norm, eps);
-        let m = &self.mlp;
-        let gated = silu(ops.linear(n2.clone(), &m.gate_proj)) * ops.linear(n2, &m.up_proj);
-        h + ops.linear(gated, &m.down_proj)
+impl<B: Backend> Mlp<B> {
+    /// `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+    pub fn forward(&self, x: Tensor<B, 2>, ops: &dyn Ops<B>) -> Tensor<B, 2> {
+        let gated = silu(ops.linear(x.clone(), &self.gate_proj)) * ops.linear(x, &self.up_proj);
+        ops.linear(gated, &self.down_proj)
     }
 }

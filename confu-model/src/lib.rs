@@ -15,6 +15,9 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
-pub use model::{ForwardOutput, ForwardRequest, LogitRows, ModelInput, Tap, TargetModel};
+pub use layer::{Attention, AttentionShape, LayerContext, Mlp};
+pub use model::{
+    rope_tables, ForwardOutput, ForwardRequest, LogitRows, ModelInput, Tap, TargetModel,
+};
 pub use tokenizer::{TextStream, Tokenizer};
 pub use weights::{WeightFiles, WeightSource};

@@ -226,15 +226,11 @@ impl<B: Backend> TargetModel<B> {
             });
         }
 
-        let (cos, sin) = c.rope.cos_sin(&self.inv_freq, req.positions);
-        let hd = c.head_dim;
-        let cos = Tensor::<B, 2>::from_data(TensorData::new(cos, [rows, hd]), &self.device);
-        let sin = Tensor::<B, 2>::from_data(TensorData::new(sin, [rows, hd]), &self.device);
+        let (cos, sin) = rope_tables(&c.rope, &self.inv_freq, req.positions, &self.device);
         let mask = (!req.visibility.is_all_visible())
             .then(|| req.visibility.to_hidden_mask::<B>(&self.device));
         let ctx = LayerContext {
             ops: self.ops.as_ref(),
-            config: c,
             cos: &cos,
             sin: &sin,
             hidden_mask: mask.as_ref(),
@@ -252,7 +248,7 @@ impl<B: Backend> TargetModel<B> {
         let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
             record(i, &x);
-            x = layer.forward(x, &ctx, cache, i);
+            x = layer.forward(x, c, &ctx, cache, i);
         }
         record(self.layers.len(), &x);
         cache.commit(req.region, rows);
@@ -382,4 +378,19 @@ impl<B: Backend> TargetModel<B> {
         }
         Ok(())
     }
+}
+
+/// The per-row RoPE cos/sin tensors `[positions.len(), head_dim]` for explicit positions.
+pub fn rope_tables<B: Backend>(
+    rope: &confu_core::RopeConfig,
+    inv_freq: &[f32],
+    positions: &[usize],
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let (cos, sin) = rope.cos_sin(inv_freq, positions);
+    let shape = [positions.len(), rope.head_dim];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
 }

@@ -117,8 +117,34 @@ impl WeightFiles {
         &self.files[i].0
     }
 
-    /// Read tensor `name` as `f32`, checking that its shape is `shape`.
-    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    /// Read an integer tensor (`I64` or `I32` on disk) as `i64`, checking its shape.
+    pub fn read_i64(&self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
+        self.with_view(name, shape, |path, view| match view.dtype() {
+            Dtype::I64 => Ok(view
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect()),
+            Dtype::I32 => Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64)
+                .collect()),
+            other => Err(Error::UnsupportedDtype {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                dtype: format!("{other:?} (an integer tensor is expected here)"),
+            }),
+        })
+    }
+
+    /// Look up tensor `name`, check its shape and hand its view to `f`.
+    fn with_view<T>(
+        &self,
+        name: &str,
+        shape: &[usize],
+        f: impl FnOnce(&Path, &safetensors::tensor::TensorView<'_>) -> Result<T>,
+    ) -> Result<T> {
         let Some(&file) = self.index.get(name) else {
             return Err(Error::Tensor {
                 path: self.files[0]
@@ -151,31 +177,36 @@ impl WeightFiles {
                 ),
             });
         }
-        let bytes = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    path: path.clone(),
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
-        Ok(values)
+        f(path, &view)
     }
 
+    /// Read tensor `name` as `f32`, checking that its shape is `shape`.
+    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.with_view(name, shape, |path, view| {
+            let bytes = view.data();
+            Ok(match view.dtype() {
+                Dtype::F32 => bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::BF16 => bytes
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::F16 => bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(Error::UnsupportedDtype {
+                        path: path.to_path_buf(),
+                        name: name.to_string(),
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            })
+        })
+    }
     /// The on-disk dtypes, for `inspect` (dtype name → tensor count).
     pub fn dtype_summary(&self) -> Vec<(String, usize)> {
         let mut counts: HashMap<String, usize> = HashMap::new();

@@ -1,7 +1,12 @@
 //! # confu-verify
 //!
-//! Owns the target side of a speculative round (METHOD.md §3–4): the verification visibility mask
-//! (tree nodes, contemplate rows, soft prompt), greedy and lossless-sampling acceptance, KV
-//! compaction to the accepted path, and the choice of the future vector `f`. Not built yet; the
-//! target forward it needs (ids or embeddings, explicit positions, masks, taps, a reserved cache
-//! region, keep-and-compact) is in `confu-model` and `confu-core` and tested for ConFu readiness.
+//! Owns the target side of a speculative round (METHOD.md §3–4): running the target once over a
+//! draft tree with the tree mask ([`verify_tree`]), greedy and lossless-sampling acceptance
+//! ([`acceptance`]), and compacting the target's KV cache to the accepted path. ConFu's contemplate
+//! rows, soft prompt and choice of the future vector join here.
+
+pub mod acceptance;
+pub mod verify;
+
+pub use acceptance::{evaluate_posterior, greedy_accept, sample_accept, Acceptance};
+pub use verify::{compact_to_path, verify_tree, TreeVerification};

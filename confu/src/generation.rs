@@ -78,4 +78,31 @@ pub struct Generation {
     pub generated_ids: Vec<u32>,
     pub stop_reason: StopReason,
     pub timings: Timings,
+    /// One entry per target verification after the prefill.
+    pub rounds: Vec<RoundTrace>,
+}
+
+impl Generation {
+    /// τ: tokens added per target forward in the decode rounds, bonus included (vanilla = 1.00).
+    pub fn tau(&self) -> f64 {
+        if self.rounds.is_empty() {
+            return 1.0;
+        }
+        let added: usize = self.rounds.iter().map(|r| r.accepted_drafts + 1).sum();
+        added as f64 / self.rounds.len() as f64
+    }
+}
+
+/// What one speculative round did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundTrace {
+    /// Nodes verified, root included.
+    pub tree_size: usize,
+    /// Drafted tokens accepted (root and bonus excluded).
+    pub accepted_drafts: usize,
+    /// Tokens this round added to the output: the root and the accepted drafts.
+    pub tokens: Vec<u32>,
+    pub draft_s: f64,
+    pub verify_s: f64,
+    pub update_s: f64,
 }

@@ -8,8 +8,8 @@ pub mod engine;
 pub mod generation;
 pub mod reference;
 
-pub use engine::Engine;
-pub use generation::{Generation, GenerationConfig, StopReason, Timings};
+pub use engine::{DraftMode, Engine};
+pub use generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
 
 pub use confu_core as core;
 pub use confu_model as model;

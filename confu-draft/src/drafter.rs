@@ -1,0 +1,164 @@
+//! The stateful EAGLE-3 drafter: the head, its KV cache over the accepted ("real") positions, and
+//! the state after the last real position from which the next tree grows.
+//!
+//! Draft position `t` pairs the target's features at position `t` with the token at `t + 1`. After
+//! each verification the drafter receives the accepted nodes' features paired with the accepted
+//! drafts followed by the bonus token; everything written while expanding a tree is dropped.
+
+use std::sync::Arc;
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use confu_core::{DenseKvCache, Error, KvCache, Ops, Result, Visibility};
+
+use crate::head::Eagle3Head;
+use crate::tree::{build_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
+
+/// EAGLE-3 drafting state for one sequence.
+#[derive(Debug)]
+pub struct Eagle3Drafter<B: Backend> {
+    head: Arc<Eagle3Head<B>>,
+    ops: Arc<dyn Ops<B>>,
+    cache: DenseKvCache<B>,
+    /// Draft state `[1, d]` at the last real position.
+    last_hidden: Option<Tensor<B, 2>>,
+    /// Log-probabilities (draft vocabulary) after the last real position.
+    last_logp: Vec<f32>,
+}
+
+impl<B: Backend> Eagle3Drafter<B> {
+    /// A drafter with room for `capacity` draft positions (real plus one tree's expansion).
+    pub fn new(head: Arc<Eagle3Head<B>>, ops: Arc<dyn Ops<B>>, capacity: usize) -> Self {
+        let cache = head.new_cache(capacity);
+        Self {
+            head,
+            ops,
+            cache,
+            last_hidden: None,
+            last_logp: Vec::new(),
+        }
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Eagle3Head<B> {
+        &self.head
+    }
+
+    /// Real draft positions so far.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Append real positions: target taps `[n, 3d]` paired with the `n` next tokens.
+    pub fn extend(&mut self, taps: Tensor<B, 2>, next_tokens: &[u32]) -> Result<()> {
+        let n = next_tokens.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let start = self.cache.len();
+        let positions: Vec<usize> = (start..start + n).collect();
+        let vis = Visibility::causal(0, start, n);
+        let out = self.head.forward(
+            self.ops.as_ref(),
+            &mut self.cache,
+            taps,
+            next_tokens,
+            &positions,
+            &vis,
+        )?;
+        let last = out.hidden.narrow(0, n - 1, 1);
+        let logits: Vec<f32> = out
+            .logits
+            .narrow(0, n - 1, 1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32");
+        self.last_hidden = Some(last);
+        self.last_logp = log_softmax(&logits);
+        Ok(())
+    }
+
+    /// Grow a tree below `root` (the token the target chose after the accepted prefix).
+    pub fn draft_tree(&mut self, root: u32, settings: TreeSettings) -> Result<DraftTree> {
+        let Some(last_hidden) = self.last_hidden.clone() else {
+            return Err(Error::invalid(
+                "drafter state",
+                "empty",
+                "extend() must run before draft_tree()",
+            ));
+        };
+        let real = self.cache.len();
+        let k = settings.top_k.min(self.last_logp.len());
+        // The expansion steps need depth * k more slots; a smaller budget drafts shallower.
+        let room = self.cache.capacity() - real;
+        let depth = settings.depth.min(room / k.max(1));
+        let settings = TreeSettings { depth, ..settings };
+        let head = self.head.clone();
+        let ops = self.ops.clone();
+        let cache = &mut self.cache;
+        // Per frontier slot: the state its children read, and the cache slots of its ancestors.
+        let mut states: Option<Tensor<B, 2>> = None;
+        let mut ancestors: Vec<Vec<usize>> = Vec::new();
+        let tree = build_tree(
+            root,
+            &self.last_logp,
+            settings,
+            |i| head.vocab.target_id(i),
+            |step, frontier: &[FrontierNode]| {
+                let n = frontier.len();
+                let device = last_hidden.device();
+                let (hidden, anc): (Tensor<B, 2>, Vec<Vec<usize>>) = match (&states, step) {
+                    (Some(prev), s) if s > 0 => {
+                        let idx: Vec<i64> = frontier
+                            .iter()
+                            .map(|f| f.parent_slot.expect("deeper node") as i64)
+                            .collect();
+                        let idx =
+                            Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device);
+                        let anc = frontier
+                            .iter()
+                            .map(|f| {
+                                let p = f.parent_slot.expect("deeper node");
+                                let mut a = ancestors[p].clone();
+                                a.push(real + (s - 1) * n + p);
+                                a
+                            })
+                            .collect();
+                        (prev.clone().select(0, idx), anc)
+                    }
+                    _ => (last_hidden.clone().repeat_dim(0, n), vec![Vec::new(); n]),
+                };
+                let first_slot = cache.len();
+                let mut vis = Visibility::hidden(n, first_slot + n);
+                for (r, a) in anc.iter().enumerate() {
+                    vis.allow_range(r, 0..real);
+                    for &slot in a {
+                        vis.allow(r, slot);
+                    }
+                    vis.allow(r, first_slot + r);
+                }
+                let tokens: Vec<u32> = frontier.iter().map(|f| f.token).collect();
+                let positions = vec![real + step; n];
+                let out = head.forward(ops.as_ref(), cache, hidden, &tokens, &positions, &vis)?;
+                states = Some(out.hidden);
+                ancestors = anc;
+                let v = head.config.draft_vocab_size;
+                let flat: Vec<f32> = out
+                    .logits
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .expect("f32");
+                Ok(flat.chunks(v).map(log_softmax).collect())
+            },
+        );
+        // Expansion entries are never kept.
+        self.cache.truncate(real)?;
+        tree
+    }
+}
