@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use confu::{Engine, GenerationConfig};
-use confu_core::{Ops, Result, SamplingParams};
+use confu::{DraftMode, Engine, GenerationConfig};
+use confu_core::{Error, Ops, Result, SamplingParams};
+use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{TargetModel, TextStream, Tokenizer};
 
 use crate::backend::Job;
@@ -45,6 +46,64 @@ pub struct GenerateArgs {
     /// Print one JSON object (ids, text, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub draft: DraftArgs,
+}
+
+/// How to draft (shared by `generate` and `eval`).
+#[derive(Debug, Clone, Args)]
+pub struct DraftArgs {
+    /// EAGLE-3 draft head folder (official layout); enables speculative decoding.
+    #[arg(long)]
+    pub draft: Option<PathBuf>,
+    /// Drafter: eagle3 (needs --draft) or lookup (prompt n-gram lookup, no model).
+    #[arg(long, value_enum)]
+    pub draft_kind: Option<DraftKind>,
+    /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K.
+    #[arg(long, default_value = "30,4,8", value_parser = parse_tree)]
+    pub tree: TreeSettings,
+}
+
+/// Which drafter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DraftKind {
+    Eagle3,
+    Lookup,
+}
+
+fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    let nums: Vec<usize> = parts
+        .iter()
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("`{s}`: expected TOTAL,DEPTH,TOPK, e.g. 30,4,8"))?;
+    let [total_tokens, depth, top_k] = nums[..] else {
+        return Err(format!("`{s}`: expected three numbers TOTAL,DEPTH,TOPK"));
+    };
+    let t = TreeSettings { total_tokens, depth, top_k };
+    t.validate().map_err(|e| e.to_string())?;
+    Ok(t)
+}
+
+impl DraftArgs {
+    /// The drafting mode these arguments select for `target`.
+    pub fn mode<B: Backend>(&self, target: &TargetModel<B>) -> Result<DraftMode<B>> {
+        let kind = self.draft_kind.unwrap_or(if self.draft.is_some() { DraftKind::Eagle3 } else { DraftKind::Lookup });
+        match (kind, &self.draft) {
+            (DraftKind::Eagle3, Some(dir)) => Ok(DraftMode::Eagle3 {
+                head: Arc::new(Eagle3Head::load(dir, target)?),
+                tree: self.tree,
+            }),
+            (DraftKind::Eagle3, None) => Err(Error::invalid("draft-kind", "eagle3", "needs --draft DIR")),
+            (DraftKind::Lookup, _) => Ok(DraftMode::Lookup(PromptLookup::default())),
+        }
+    }
+
+    /// Whether any drafting was asked for.
+    pub fn enabled(&self) -> bool {
+        self.draft.is_some() || self.draft_kind.is_some()
+    }
 }
 
 impl GenerateArgs {
@@ -71,7 +130,12 @@ impl Job for GenerateArgs {
         let model = TargetModel::<B>::load(&self.model, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&self.model)?;
         let prompt = tokenizer.encode(&self.prompt)?;
-        let engine = Engine::new(model);
+        let engine = if self.draft.enabled() {
+            let mode = self.draft.mode(&model)?;
+            Engine::with_mode(model, mode)?
+        } else {
+            Engine::new(model)
+        };
         let mut stream = TextStream::default();
         let mut out = std::io::stdout().lock();
         let json = self.json;
@@ -102,6 +166,8 @@ impl Job for GenerateArgs {
                 "timings": generation.timings,
                 "prefill_tokens_per_s": generation.timings.prefill_tokens_per_s(),
                 "decode_tokens_per_s": generation.timings.decode_tokens_per_s(),
+                "tau": generation.tau(),
+                "rounds": generation.rounds,
             });
             writeln!(out, "{value}").ok();
         } else {
@@ -109,12 +175,14 @@ impl Job for GenerateArgs {
             writeln!(out, "{rest}").ok();
             let t = &generation.timings;
             eprintln!(
-                "[{} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, decode {:.1} tok/s]",
+                "[{} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, decode {:.1} tok/s; tau {:.2} over {} rounds]",
                 generation.prompt_ids.len(),
                 generation.generated_ids.len(),
                 generation.stop_reason,
                 t.prefill_tokens_per_s(),
-                t.decode_tokens_per_s()
+                t.decode_tokens_per_s(),
+                generation.tau(),
+                generation.rounds.len()
             );
         }
         Ok(())

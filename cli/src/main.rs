@@ -3,6 +3,7 @@
 
 mod backend;
 mod bench;
+mod eval;
 mod generate;
 mod inspect;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Generate a continuation of a prompt, streaming the text.
     Generate(generate::GenerateArgs),
+    /// Compare vanilla and speculative decoding on Spec-Bench-format prompts.
+    Eval(eval::EvalArgs),
     /// Describe a checkpoint folder: architecture, sizes, parameters, dtypes, tokenizer.
     Inspect(inspect::InspectArgs),
     /// Measure speed.
@@ -43,6 +46,10 @@ fn main() -> ExitCode {
             let device = args.device.clone();
             backend::dispatch(&device, args)
         }
+        Command::Eval(args) => {
+            let device = args.device.clone();
+            backend::dispatch(&device, args)
+        }
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(bench::BenchCommand::Decode(args)) => {
             let device = args.device.clone();
@@ -56,4 +63,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Write a file so that it is either absent or complete: a temporary sibling, then a rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> confu_core::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| confu_core::Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| confu_core::Error::io(path, e))
 }

@@ -5,6 +5,7 @@
 //! ConFu), metrics and the evaluation harness join here as they are built.
 
 pub mod engine;
+pub mod eval;
 pub mod generation;
 pub mod reference;
 

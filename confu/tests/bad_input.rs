@@ -197,3 +197,58 @@ fn bad_sampling_parameters_are_refused() {
         assert!(e.contains(name), "{e}");
     }
 }
+
+fn draft_copy() -> tempfile::TempDir {
+    let eagle = confu::reference::fixture_roots()[0].join("eagle3/llama3-tiny/draft");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(eagle).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn draft_err(dir: &Path) -> String {
+    let target = TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
+    confu_draft::Eagle3Head::load(dir, &target).expect_err("loading should fail").to_string()
+}
+
+#[test]
+fn draft_heads_that_do_not_fit_the_target_are_refused() {
+    let dir = draft_copy();
+    edit_config(dir.path(), |v| v["hidden_size"] = 32.into());
+    let e = draft_err(dir.path());
+    assert!(e.contains("hidden") && e.contains("64"), "{e}");
+
+    let dir = draft_copy();
+    edit_config(dir.path(), |v| v["vocab_size"] = 500.into());
+    let e = draft_err(dir.path());
+    assert!(e.contains("vocab_size") && e.contains("468"), "{e}");
+}
+
+#[test]
+fn draft_checkpoint_missing_a_tensor_is_named() {
+    let dir = draft_copy();
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "fc.weight").collect();
+    std::fs::write(&path, safetensors::serialize(kept, None).unwrap()).unwrap();
+    let e = draft_err(dir.path());
+    assert!(e.contains("fc.weight") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn zero_tree_settings_are_refused() {
+    let target = TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
+    let head = std::sync::Arc::new(confu_draft::Eagle3Head::load(&draft_copy().path().to_path_buf(), &target).unwrap());
+    for (tree, name) in [
+        (confu_draft::TreeSettings { total_tokens: 0, depth: 3, top_k: 4 }, "total_tokens"),
+        (confu_draft::TreeSettings { total_tokens: 10, depth: 3, top_k: 0 }, "top_k"),
+    ] {
+        let e = Engine::with_mode(target.clone(), confu::DraftMode::Eagle3 { head: head.clone(), tree })
+            .expect_err("zero settings")
+            .to_string();
+        assert!(e.contains(name), "{e}");
+    }
+}

@@ -1,0 +1,92 @@
+//! `confu eval`: vanilla and a drafter on Spec-Bench-format prompts, in one process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use confu::eval::{evaluate, read_questions};
+use confu::{Engine, GenerationConfig};
+use confu_core::{Error, Ops, Result, SamplingParams};
+use confu_model::{TargetModel, Tokenizer};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::Job;
+use crate::generate::DraftArgs;
+
+/// Arguments of `confu eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Hugging Face checkpoint folder of the target.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Spec-Bench `question.jsonl` (question_id, category, turns).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    #[command(flatten)]
+    pub draft: DraftArgs,
+    /// Tokens generated per prompt.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 = greedy (and outputs are checked against vanilla).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Seed of the sampling RNG.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also write the full report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Compute device: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl Job for EvalArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
+        let config = GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: None,
+                top_p: None,
+                seed: self.seed,
+            },
+            stop_at_eos: true,
+        };
+        config.validate()?;
+        let mut questions = read_questions(&self.prompts)?;
+        if let Some(n) = self.limit {
+            questions.truncate(n);
+        }
+        let target = TargetModel::<B>::load(&self.model, ops, &device)?;
+        let tokenizer = Tokenizer::from_dir(&self.model)?;
+        if !self.draft.enabled() {
+            return Err(Error::invalid("draft", "none", "give --draft DIR (EAGLE-3) or --draft-kind lookup"));
+        }
+        let mode = self.draft.mode(&target)?;
+        let spec = Engine::with_mode(target.clone(), mode)?;
+        let vanilla = Engine::new(target);
+        let bar = ProgressBar::new(questions.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} prompts, {elapsed} elapsed, eta {eta}")
+                .expect("valid template"),
+        );
+        let report = evaluate(&vanilla, &spec, &tokenizer, &questions, &config, |_, _| bar.inc(1))?;
+        bar.finish_and_clear();
+        print!("{}", report.table());
+        let hist = report.acceptance_histogram();
+        println!("accepted drafts per round (0..): {hist:?}");
+        if let Some(path) = &self.json {
+            let text = serde_json::to_string_pretty(&report).expect("serialisable report");
+            crate::write_atomic(path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The evaluation harness: prompts in Spec-Bench's `question.jsonl` format
+//! (`question_id`, `category`, `turns`), decoded by vanilla and by a speculative engine in the same
+//! process, summarised per category and overall: τ, tokens/s, speedup over vanilla and — at
+//! temperature 0 — whether every speculative output equals vanilla's.
+//!
+//! Only the first turn of each question is used as the prompt (the testbed models are not chat
+//! models, so there is no template to place later turns into).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use confu_core::{Error, Result};
+use confu_model::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::{Engine, GenerationConfig};
+
+/// One Spec-Bench question.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub question_id: serde_json::Value,
+    pub category: String,
+    pub turns: Vec<String>,
+}
+
+/// Read a `question.jsonl` file; errors name the line.
+pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: Question = serde_json::from_str(line).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            msg: format!("line {}: {e}", i + 1),
+        })?;
+        if q.turns.is_empty() {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                msg: format!("line {}: `turns` is empty", i + 1),
+            });
+        }
+        out.push(q);
+    }
+    if out.is_empty() {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            msg: "no questions".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Per-question measurements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuestionResult {
+    pub question_id: serde_json::Value,
+    pub category: String,
+    pub vanilla_tokens: usize,
+    pub vanilla_s: f64,
+    pub spec_tokens: usize,
+    pub spec_s: f64,
+    pub rounds: usize,
+    /// Accepted drafts per round (for the histogram of acceptance lengths).
+    pub accepted: Vec<usize>,
+    pub equal_to_vanilla: bool,
+}
+
+/// Aggregates over a set of questions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub questions: usize,
+    pub tau: f64,
+    pub vanilla_tokens_per_s: f64,
+    pub spec_tokens_per_s: f64,
+    pub speedup: f64,
+    /// `None` when sampling (outputs are not expected to be equal).
+    pub all_equal: Option<bool>,
+}
+
+/// The whole evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub per_category: BTreeMap<String, Summary>,
+    pub overall: Summary,
+    pub results: Vec<QuestionResult>,
+}
+
+fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
+    let rounds: usize = results.iter().map(|r| r.rounds).sum();
+    let added: usize = results.iter().map(|r| r.accepted.iter().map(|a| a + 1).sum::<usize>()).sum();
+    let (vt, vs): (usize, f64) = results.iter().fold((0, 0.0), |a, r| (a.0 + r.vanilla_tokens, a.1 + r.vanilla_s));
+    let (st, ss): (usize, f64) = results.iter().fold((0, 0.0), |a, r| (a.0 + r.spec_tokens, a.1 + r.spec_s));
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let (v, s) = (rate(vt, vs), rate(st, ss));
+    Summary {
+        questions: results.len(),
+        tau: if rounds > 0 { added as f64 / rounds as f64 } else { 1.0 },
+        vanilla_tokens_per_s: v,
+        spec_tokens_per_s: s,
+        speedup: if v > 0.0 { s / v } else { 0.0 },
+        all_equal: greedy.then(|| results.iter().all(|r| r.equal_to_vanilla)),
+    }
+}
+
+/// Run vanilla and `spec` on every question. `progress(i, n)` is called after each question.
+pub fn evaluate<B: Backend>(
+    vanilla: &Engine<B>,
+    spec: &Engine<B>,
+    tokenizer: &Tokenizer,
+    questions: &[Question],
+    config: &GenerationConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let mut results = Vec::with_capacity(questions.len());
+    for (i, q) in questions.iter().enumerate() {
+        let prompt = tokenizer.encode(&q.turns[0])?;
+        let v = vanilla.generate(&prompt, config, |_| {})?;
+        let s = spec.generate(&prompt, config, |_| {})?;
+        results.push(QuestionResult {
+            question_id: q.question_id.clone(),
+            category: q.category.clone(),
+            vanilla_tokens: v.generated_ids.len(),
+            vanilla_s: v.timings.prefill_s + v.timings.decode_s,
+            spec_tokens: s.generated_ids.len(),
+            spec_s: s.timings.prefill_s + s.timings.decode_s,
+            rounds: s.rounds.len(),
+            accepted: s.rounds.iter().map(|r| r.accepted_drafts).collect(),
+            equal_to_vanilla: v.generated_ids == s.generated_ids,
+        });
+        progress(i + 1, questions.len());
+    }
+    let greedy = config.sampling.is_greedy();
+    let mut by_cat: BTreeMap<String, Vec<&QuestionResult>> = BTreeMap::new();
+    for r in &results {
+        by_cat.entry(r.category.clone()).or_default().push(r);
+    }
+    let per_category = by_cat.iter().map(|(c, rs)| (c.clone(), summarize(rs, greedy))).collect();
+    let overall = summarize(&results.iter().collect::<Vec<_>>(), greedy);
+    Ok(EvalReport {
+        per_category,
+        overall,
+        results,
+    })
+}
+
+impl EvalReport {
+    /// A readable table.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<12} {:>5} {:>6} {:>12} {:>12} {:>8} {:>6}\n",
+            "category", "n", "tau", "vanilla t/s", "spec t/s", "speedup", "equal"
+        );
+        let row = |name: &str, m: &Summary| {
+            format!(
+                "{:<12} {:>5} {:>6.2} {:>12.1} {:>12.1} {:>7.2}x {:>6}\n",
+                name,
+                m.questions,
+                m.tau,
+                m.vanilla_tokens_per_s,
+                m.spec_tokens_per_s,
+                m.speedup,
+                match m.all_equal {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "-",
+                }
+            )
+        };
+        for (c, m) in &self.per_category {
+            s.push_str(&row(c, m));
+        }
+        s.push_str(&row("overall", &self.overall));
+        s
+    }
+
+    /// Accepted drafts per round → number of rounds, over all questions.
+    pub fn acceptance_histogram(&self) -> Vec<usize> {
+        let max = self.results.iter().flat_map(|r| r.accepted.iter().copied()).max().unwrap_or(0);
+        let mut h = vec![0; max + 1];
+        for r in &self.results {
+            for &a in &r.accepted {
+                h[a] += 1;
+            }
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_parse_and_errors_name_the_line() {
+        let dir = std::env::temp_dir().join(format!("confu-eval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("q.jsonl");
+        std::fs::write(&p, "{\"question_id\": 1, \"category\": \"a\", \"turns\": [\"hi\"]}\n\n{\"question_id\": 2}\n").unwrap();
+        let e = read_questions(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+        std::fs::write(&p, "{\"question_id\": \"x\", \"category\": \"a\", \"turns\": [\"hi\"]}\n").unwrap();
+        assert_eq!(read_questions(&p).unwrap()[0].category, "a");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
