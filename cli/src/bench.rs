@@ -19,6 +19,8 @@ use crate::backend::Job;
 pub enum BenchCommand {
     /// Prefill and decode tokens/s of the target, with the machine's bandwidth and matmul floors.
     Decode(DecodeArgs),
+    /// Cost model of a speculative round: drafting, verification per tree size, compaction.
+    Spec(crate::bench_spec::SpecArgs),
 }
 
 /// Arguments of `confu bench decode`.

@@ -40,6 +40,9 @@ pub struct EvalArgs {
     /// Also write the full report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Draw tau per category and the histogram of accepted lengths to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Compute device: cpu, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -67,17 +70,25 @@ impl Job for EvalArgs {
         let target = TargetModel::<B>::load(&self.model, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&self.model)?;
         if !self.draft.enabled() {
-            return Err(Error::invalid("draft", "none", "give --draft DIR (EAGLE-3) or --draft-kind lookup"));
+            return Err(Error::invalid(
+                "draft",
+                "none",
+                "give --draft DIR (EAGLE-3) or --draft-kind lookup",
+            ));
         }
         let mode = self.draft.mode(&target)?;
         let spec = Engine::with_mode(target.clone(), mode)?;
         let vanilla = Engine::new(target);
         let bar = ProgressBar::new(questions.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} prompts, {elapsed} elapsed, eta {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} prompts, {elapsed} elapsed, eta {eta}",
+            )
+            .expect("valid template"),
         );
-        let report = evaluate(&vanilla, &spec, &tokenizer, &questions, &config, |_, _| bar.inc(1))?;
+        let report = evaluate(&vanilla, &spec, &tokenizer, &questions, &config, |_, _| {
+            bar.inc(1)
+        })?;
         bar.finish_and_clear();
         print!("{}", report.table());
         let hist = report.acceptance_histogram();
@@ -85,6 +96,10 @@ impl Job for EvalArgs {
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&report).expect("serialisable report");
             crate::write_atomic(path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+        if let Some(path) = &self.plot {
+            crate::plot::plot_eval(&report, path)?;
             eprintln!("wrote {}", path.display());
         }
         Ok(())

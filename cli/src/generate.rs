@@ -71,7 +71,7 @@ pub enum DraftKind {
     Lookup,
 }
 
-fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
+pub fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
     let parts: Vec<&str> = s.split(',').collect();
     let nums: Vec<usize> = parts
         .iter()
@@ -81,7 +81,11 @@ fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
     let [total_tokens, depth, top_k] = nums[..] else {
         return Err(format!("`{s}`: expected three numbers TOTAL,DEPTH,TOPK"));
     };
-    let t = TreeSettings { total_tokens, depth, top_k };
+    let t = TreeSettings {
+        total_tokens,
+        depth,
+        top_k,
+    };
     t.validate().map_err(|e| e.to_string())?;
     Ok(t)
 }
@@ -89,13 +93,19 @@ fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
 impl DraftArgs {
     /// The drafting mode these arguments select for `target`.
     pub fn mode<B: Backend>(&self, target: &TargetModel<B>) -> Result<DraftMode<B>> {
-        let kind = self.draft_kind.unwrap_or(if self.draft.is_some() { DraftKind::Eagle3 } else { DraftKind::Lookup });
+        let kind = self.draft_kind.unwrap_or(if self.draft.is_some() {
+            DraftKind::Eagle3
+        } else {
+            DraftKind::Lookup
+        });
         match (kind, &self.draft) {
             (DraftKind::Eagle3, Some(dir)) => Ok(DraftMode::Eagle3 {
                 head: Arc::new(Eagle3Head::load(dir, target)?),
                 tree: self.tree,
             }),
-            (DraftKind::Eagle3, None) => Err(Error::invalid("draft-kind", "eagle3", "needs --draft DIR")),
+            (DraftKind::Eagle3, None) => {
+                Err(Error::invalid("draft-kind", "eagle3", "needs --draft DIR"))
+            }
             (DraftKind::Lookup, _) => Ok(DraftMode::Lookup(PromptLookup::default())),
         }
     }

@@ -3,9 +3,11 @@
 
 mod backend;
 mod bench;
+mod bench_spec;
 mod eval;
 mod generate;
 mod inspect;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,10 @@ fn main() -> ExitCode {
         }
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(bench::BenchCommand::Decode(args)) => {
+            let device = args.device.clone();
+            backend::dispatch(&device, args)
+        }
+        Command::Bench(bench::BenchCommand::Spec(args)) => {
             let device = args.device.clone();
             backend::dispatch(&device, args)
         }

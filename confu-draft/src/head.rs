@@ -14,7 +14,7 @@ use std::path::Path;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{kv_cache::Region, DenseKvCache, Error, Ops, Result, RopeConfig, Visibility};
-use confu_model::weights::{FileSource, WeightSource};
+use confu_model::weights::{FileSource, RandomSource, WeightSource};
 use confu_model::{
     rope_tables, Attention, AttentionShape, LayerContext, Mlp, ModelConfig, TargetModel,
     WeightFiles,
@@ -61,6 +61,28 @@ impl DraftConfig {
             draft_vocab_size: field("draft_vocab_size").unwrap_or(base.vocab_size),
             rope: base.rope,
         })
+    }
+}
+
+impl DraftConfig {
+    /// The usual EAGLE-3 shape for a target: one Llama layer of the target's width, its head
+    /// layout, RoPE theta 10000, and a draft vocabulary of at most 32000 entries.
+    pub fn for_target(t: &ModelConfig) -> Self {
+        let shape = AttentionShape::of(t);
+        Self {
+            hidden_size: t.hidden_size,
+            target_hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            shape,
+            rms_norm_eps: t.rms_norm_eps,
+            vocab_size: t.vocab_size,
+            draft_vocab_size: t.vocab_size.min(32000),
+            rope: RopeConfig {
+                head_dim: shape.head_dim,
+                theta: 10000.0,
+                scaling: confu_core::RopeScaling::None,
+            },
+        }
     }
 }
 
@@ -130,10 +152,35 @@ impl<B: Backend> Eagle3Head<B> {
             ));
         }
         let files = WeightFiles::open(dir)?;
+        let d2t = files.read_i64("d2t", &[config.draft_vocab_size])?;
+        let vocab =
+            DraftVocab::from_offsets(&d2t, config.vocab_size).map_err(|msg| Error::Tensor {
+                path: files.path_of("d2t").to_path_buf(),
+                name: "d2t".into(),
+                msg,
+            })?;
         let mut src = FileSource::<B> {
             files: &files,
             device: target.device().clone(),
         };
+        Self::from_source(config, vocab, &mut src, target)
+    }
+
+    /// A head of the given shape with seeded random weights and the identity draft vocabulary
+    /// (for benchmarks).
+    pub fn random(config: DraftConfig, seed: u64, target: &TargetModel<B>) -> Result<Self> {
+        let vocab = DraftVocab::identity(config.draft_vocab_size);
+        let mut src = RandomSource::<B>::new(seed, target.device().clone());
+        Self::from_source(config, vocab, &mut src, target)
+    }
+
+    /// Build from any weight source under the official tensor names.
+    pub fn from_source(
+        config: DraftConfig,
+        vocab: DraftVocab,
+        src: &mut dyn WeightSource<B>,
+        target: &TargetModel<B>,
+    ) -> Result<Self> {
         let (d, i, vd) = (
             config.hidden_size,
             config.intermediate_size,
@@ -141,44 +188,36 @@ impl<B: Backend> Eagle3Head<B> {
         );
         let s = config.shape;
         let (q, kv) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
-        let m = |src: &mut FileSource<B>, n: &str, shape: [usize; 2]| src.matrix(n, shape);
         let attn = Attention {
-            q_proj: m(&mut src, "midlayer.self_attn.q_proj.weight", [q, 2 * d])?,
-            k_proj: m(&mut src, "midlayer.self_attn.k_proj.weight", [kv, 2 * d])?,
-            v_proj: m(&mut src, "midlayer.self_attn.v_proj.weight", [kv, 2 * d])?,
-            o_proj: m(&mut src, "midlayer.self_attn.o_proj.weight", [d, q])?,
+            q_proj: src.matrix("midlayer.self_attn.q_proj.weight", [q, 2 * d])?,
+            k_proj: src.matrix("midlayer.self_attn.k_proj.weight", [kv, 2 * d])?,
+            v_proj: src.matrix("midlayer.self_attn.v_proj.weight", [kv, 2 * d])?,
+            o_proj: src.matrix("midlayer.self_attn.o_proj.weight", [d, q])?,
             q_bias: None,
             k_bias: None,
             v_bias: None,
             q_norm: None,
             k_norm: None,
         };
-        let d2t = files.read_i64("d2t", &[vd])?;
-        let vocab =
-            DraftVocab::from_offsets(&d2t, config.vocab_size).map_err(|msg| Error::Tensor {
-                path: files.path_of("d2t").to_path_buf(),
-                name: "d2t".into(),
-                msg,
-            })?;
-        let embed_tokens = if files.contains("embed_tokens.weight") {
+        let embed_tokens = if src.contains("embed_tokens.weight") {
             src.matrix("embed_tokens.weight", [config.vocab_size, d])?
         } else {
             target.embed_tokens().clone()
         };
         let inv_freq = config.rope.inv_freq();
         Ok(Self {
-            fc: m(&mut src, "fc.weight", [d, 3 * config.target_hidden_size])?,
+            fc: src.matrix("fc.weight", [d, 3 * config.target_hidden_size])?,
             hidden_norm: src.vector("midlayer.hidden_norm.weight", d)?,
             input_norm: src.vector("midlayer.input_layernorm.weight", d)?,
             attn,
             post_attention_norm: src.vector("midlayer.post_attention_layernorm.weight", d)?,
             mlp: Mlp {
-                gate_proj: m(&mut src, "midlayer.mlp.gate_proj.weight", [i, d])?,
-                up_proj: m(&mut src, "midlayer.mlp.up_proj.weight", [i, d])?,
-                down_proj: m(&mut src, "midlayer.mlp.down_proj.weight", [d, i])?,
+                gate_proj: src.matrix("midlayer.mlp.gate_proj.weight", [i, d])?,
+                up_proj: src.matrix("midlayer.mlp.up_proj.weight", [i, d])?,
+                down_proj: src.matrix("midlayer.mlp.down_proj.weight", [d, i])?,
             },
             norm: src.vector("norm.weight", d)?,
-            lm_head: m(&mut src, "lm_head.weight", [vd, d])?,
+            lm_head: src.matrix("lm_head.weight", [vd, d])?,
             vocab,
             embed_tokens,
             inv_freq,

@@ -90,14 +90,25 @@ pub struct EvalReport {
 
 fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
     let rounds: usize = results.iter().map(|r| r.rounds).sum();
-    let added: usize = results.iter().map(|r| r.accepted.iter().map(|a| a + 1).sum::<usize>()).sum();
-    let (vt, vs): (usize, f64) = results.iter().fold((0, 0.0), |a, r| (a.0 + r.vanilla_tokens, a.1 + r.vanilla_s));
-    let (st, ss): (usize, f64) = results.iter().fold((0, 0.0), |a, r| (a.0 + r.spec_tokens, a.1 + r.spec_s));
+    let added: usize = results
+        .iter()
+        .map(|r| r.accepted.iter().map(|a| a + 1).sum::<usize>())
+        .sum();
+    let (vt, vs): (usize, f64) = results
+        .iter()
+        .fold((0, 0.0), |a, r| (a.0 + r.vanilla_tokens, a.1 + r.vanilla_s));
+    let (st, ss): (usize, f64) = results
+        .iter()
+        .fold((0, 0.0), |a, r| (a.0 + r.spec_tokens, a.1 + r.spec_s));
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let (v, s) = (rate(vt, vs), rate(st, ss));
     Summary {
         questions: results.len(),
-        tau: if rounds > 0 { added as f64 / rounds as f64 } else { 1.0 },
+        tau: if rounds > 0 {
+            added as f64 / rounds as f64
+        } else {
+            1.0
+        },
         vanilla_tokens_per_s: v,
         spec_tokens_per_s: s,
         speedup: if v > 0.0 { s / v } else { 0.0 },
@@ -137,7 +148,10 @@ pub fn evaluate<B: Backend>(
     for r in &results {
         by_cat.entry(r.category.clone()).or_default().push(r);
     }
-    let per_category = by_cat.iter().map(|(c, rs)| (c.clone(), summarize(rs, greedy))).collect();
+    let per_category = by_cat
+        .iter()
+        .map(|(c, rs)| (c.clone(), summarize(rs, greedy)))
+        .collect();
     let overall = summarize(&results.iter().collect::<Vec<_>>(), greedy);
     Ok(EvalReport {
         per_category,
@@ -178,7 +192,12 @@ impl EvalReport {
 
     /// Accepted drafts per round → number of rounds, over all questions.
     pub fn acceptance_histogram(&self) -> Vec<usize> {
-        let max = self.results.iter().flat_map(|r| r.accepted.iter().copied()).max().unwrap_or(0);
+        let max = self
+            .results
+            .iter()
+            .flat_map(|r| r.accepted.iter().copied())
+            .max()
+            .unwrap_or(0);
         let mut h = vec![0; max + 1];
         for r in &self.results {
             for &a in &r.accepted {
@@ -201,7 +220,11 @@ mod tests {
         std::fs::write(&p, "{\"question_id\": 1, \"category\": \"a\", \"turns\": [\"hi\"]}\n\n{\"question_id\": 2}\n").unwrap();
         let e = read_questions(&p).unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
-        std::fs::write(&p, "{\"question_id\": \"x\", \"category\": \"a\", \"turns\": [\"hi\"]}\n").unwrap();
+        std::fs::write(
+            &p,
+            "{\"question_id\": \"x\", \"category\": \"a\", \"turns\": [\"hi\"]}\n",
+        )
+        .unwrap();
         assert_eq!(read_questions(&p).unwrap()[0].category, "a");
         std::fs::remove_dir_all(&dir).ok();
     }

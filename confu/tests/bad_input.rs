@@ -209,8 +209,11 @@ fn draft_copy() -> tempfile::TempDir {
 }
 
 fn draft_err(dir: &Path) -> String {
-    let target = TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
-    confu_draft::Eagle3Head::load(dir, &target).expect_err("loading should fail").to_string()
+    let target =
+        TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
+    confu_draft::Eagle3Head::load(dir, &target)
+        .expect_err("loading should fail")
+        .to_string()
 }
 
 #[test]
@@ -232,7 +235,11 @@ fn draft_checkpoint_missing_a_tensor_is_named() {
     let path = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "fc.weight").collect();
+    let kept: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "fc.weight")
+        .collect();
     std::fs::write(&path, safetensors::serialize(kept, None).unwrap()).unwrap();
     let e = draft_err(dir.path());
     assert!(e.contains("fc.weight") && e.contains("missing"), "{e}");
@@ -240,15 +247,37 @@ fn draft_checkpoint_missing_a_tensor_is_named() {
 
 #[test]
 fn zero_tree_settings_are_refused() {
-    let target = TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
-    let head = std::sync::Arc::new(confu_draft::Eagle3Head::load(&draft_copy().path().to_path_buf(), &target).unwrap());
+    let target =
+        TargetModel::<Cpu>::load(&fixture(), backend_cpu::ops(), &Default::default()).unwrap();
+    let head =
+        std::sync::Arc::new(confu_draft::Eagle3Head::load(draft_copy().path(), &target).unwrap());
     for (tree, name) in [
-        (confu_draft::TreeSettings { total_tokens: 0, depth: 3, top_k: 4 }, "total_tokens"),
-        (confu_draft::TreeSettings { total_tokens: 10, depth: 3, top_k: 0 }, "top_k"),
+        (
+            confu_draft::TreeSettings {
+                total_tokens: 0,
+                depth: 3,
+                top_k: 4,
+            },
+            "total_tokens",
+        ),
+        (
+            confu_draft::TreeSettings {
+                total_tokens: 10,
+                depth: 3,
+                top_k: 0,
+            },
+            "top_k",
+        ),
     ] {
-        let e = Engine::with_mode(target.clone(), confu::DraftMode::Eagle3 { head: head.clone(), tree })
-            .expect_err("zero settings")
-            .to_string();
+        let e = Engine::with_mode(
+            target.clone(),
+            confu::DraftMode::Eagle3 {
+                head: head.clone(),
+                tree,
+            },
+        )
+        .expect_err("zero settings")
+        .to_string();
         assert!(e.contains(name), "{e}");
     }
 }

@@ -19,14 +19,22 @@ use confu_verify::{sample_accept, Acceptance};
 
 fn draft_dir() -> std::path::PathBuf {
     let eagle = fixture_dirs("eagle3");
-    let dir = eagle.iter().find(|d| d.join("meta.json").exists()).expect("an eagle3 fixture");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let dir = eagle
+        .iter()
+        .find(|d| d.join("meta.json").exists())
+        .expect("an eagle3 fixture");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     dir.join(meta["draft"].as_str().unwrap())
 }
 
 fn prompts(vocab: u32) -> Vec<Vec<u32>> {
     let mut p: Vec<Vec<u32>> = (0..5u32)
-        .map(|s| (0..(4 + 7 * s)).map(|i| (i * 31 + s * 97 + 11) % vocab).collect())
+        .map(|s| {
+            (0..(4 + 7 * s))
+                .map(|i| (i * 31 + s * 97 + 11) % vocab)
+                .collect()
+        })
         .collect();
     // Repetitive text, where lookup finds matches.
     p.push([5u32, 6, 7, 8].iter().cycle().take(24).copied().collect());
@@ -36,7 +44,9 @@ fn prompts(vocab: u32) -> Vec<Vec<u32>> {
 
 fn top2_gap(model: &TargetModel<Cpu>, seq: &[u32]) -> f32 {
     let mut cache = model.new_cache(0, seq.len());
-    let out = model.forward_causal(&mut cache, seq, LogitRows::Last, &[]).unwrap();
+    let out = model
+        .forward_causal(&mut cache, seq, LogitRows::Last, &[])
+        .unwrap();
     let mut l: Vec<f32> = out.logits.unwrap().into_data().to_vec().unwrap();
     l.sort_by(|a, b| b.total_cmp(a));
     l[0] - l[1]
@@ -45,41 +55,87 @@ fn top2_gap(model: &TargetModel<Cpu>, seq: &[u32]) -> f32 {
 #[test]
 fn greedy_speculative_equals_vanilla() {
     let settings = [
-        TreeSettings { total_tokens: 1, depth: 3, top_k: 4 },
-        TreeSettings { total_tokens: 2, depth: 1, top_k: 1 },
-        TreeSettings { total_tokens: 8, depth: 3, top_k: 2 },
-        TreeSettings { total_tokens: 30, depth: 4, top_k: 8 },
-        TreeSettings { total_tokens: 60, depth: 5, top_k: 10 },
+        TreeSettings {
+            total_tokens: 1,
+            depth: 3,
+            top_k: 4,
+        },
+        TreeSettings {
+            total_tokens: 2,
+            depth: 1,
+            top_k: 1,
+        },
+        TreeSettings {
+            total_tokens: 8,
+            depth: 3,
+            top_k: 2,
+        },
+        TreeSettings {
+            total_tokens: 30,
+            depth: 4,
+            top_k: 8,
+        },
+        TreeSettings {
+            total_tokens: 60,
+            depth: 5,
+            top_k: 10,
+        },
     ];
     let max_new = 40;
     for dir in fixture_dirs("hf") {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
+        let target =
+            TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
         let vocab = target.config().vocab_size as u32;
         let limit = target.config().max_position_embeddings;
-        let mut modes: Vec<(String, DraftMode<Cpu>)> = vec![("lookup".into(), DraftMode::Lookup(PromptLookup::default()))];
+        let mut modes: Vec<(String, DraftMode<Cpu>)> =
+            vec![("lookup".into(), DraftMode::Lookup(PromptLookup::default()))];
         match Eagle3Head::load(&draft_dir(), &target) {
             Ok(head) => {
                 let head = Arc::new(head);
                 for s in settings {
-                    modes.push((format!("eagle3 {}/{}/{}", s.total_tokens, s.depth, s.top_k), DraftMode::Eagle3 { head: head.clone(), tree: s }));
+                    modes.push((
+                        format!("eagle3 {}/{}/{}", s.total_tokens, s.depth, s.top_k),
+                        DraftMode::Eagle3 {
+                            head: head.clone(),
+                            tree: s,
+                        },
+                    ));
                 }
             }
-            Err(e) => println!("speculative {name}: the fixture EAGLE-3 head does not fit ({e}); lookup only"),
+            Err(e) => println!(
+                "speculative {name}: the fixture EAGLE-3 head does not fit ({e}); lookup only"
+            ),
         }
         let mut all_prompts = prompts(vocab);
         // A prompt that leaves less context than the largest tree.
-        all_prompts.push((0..(limit as u32 - 20)).map(|i| (i * 7 + 3) % vocab).collect());
+        all_prompts.push(
+            (0..(limit as u32 - 20))
+                .map(|i| (i * 7 + 3) % vocab)
+                .collect(),
+        );
         let vanilla = Engine::new(target.clone());
         for prompt in &all_prompts {
-            let config = GenerationConfig { max_new_tokens: max_new, ..Default::default() };
+            let config = GenerationConfig {
+                max_new_tokens: max_new,
+                ..Default::default()
+            };
             let want = vanilla.generate(prompt, &config, |_| {}).unwrap();
             for (label, mode) in &modes {
                 let engine = Engine::with_mode(target.clone(), mode.clone()).unwrap();
                 let got = engine.generate(prompt, &config, |_| {}).unwrap();
                 if got.generated_ids != want.generated_ids {
-                    let i = got.generated_ids.iter().zip(&want.generated_ids).position(|(a, b)| a != b).unwrap_or(want.generated_ids.len().min(got.generated_ids.len()));
-                    let seq: Vec<u32> = prompt.iter().chain(&want.generated_ids[..i]).copied().collect();
+                    let i = got
+                        .generated_ids
+                        .iter()
+                        .zip(&want.generated_ids)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(want.generated_ids.len().min(got.generated_ids.len()));
+                    let seq: Vec<u32> = prompt
+                        .iter()
+                        .chain(&want.generated_ids[..i])
+                        .copied()
+                        .collect();
                     let gap = top2_gap(&target, &seq);
                     assert!(
                         gap < 1e-4,
@@ -90,7 +146,10 @@ fn greedy_speculative_equals_vanilla() {
                     );
                     println!("speculative {name} {label}: prompt of {} tokens diverges at step {i}, top-2 logit gap {gap:.2e} < 1e-4 (tolerated)", prompt.len());
                 }
-                assert_eq!(got.stop_reason, want.stop_reason, "{name} {label}: stop reason");
+                assert_eq!(
+                    got.stop_reason, want.stop_reason,
+                    "{name} {label}: stop reason"
+                );
             }
         }
         println!(
@@ -150,17 +209,26 @@ fn same_distribution(label: &str, a: &[u32], b: &[u32]) -> Result<(), String> {
     if stat < crit {
         Ok(())
     } else {
-        Err(format!("{label}: distributions differ (chi2 {stat:.1} >= {crit:.1}, {df} dof)"))
+        Err(format!(
+            "{label}: distributions differ (chi2 {stat:.1} >= {crit:.1}, {df} dof)"
+        ))
     }
 }
 
 #[test]
 fn speculative_sampling_matches_vanilla_sampling() {
-    let dir = fixture_dirs("hf").into_iter().find(|d| d.ends_with("llama3-tiny")).expect("llama3-tiny");
+    let dir = fixture_dirs("hf")
+        .into_iter()
+        .find(|d| d.ends_with("llama3-tiny"))
+        .expect("llama3-tiny");
     let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
     let head = Arc::new(Eagle3Head::load(&draft_dir(), &target).unwrap());
     let prompt: Vec<u32> = vec![465, 317, 443, 397, 440, 442, 375, 267, 452, 388, 13];
-    let tree = TreeSettings { total_tokens: 16, depth: 3, top_k: 4 };
+    let tree = TreeSettings {
+        total_tokens: 16,
+        depth: 3,
+        top_k: 4,
+    };
     let spec = Engine::with_mode(target.clone(), DraftMode::Eagle3 { head, tree }).unwrap();
     let vanilla = Engine::new(target);
     let n = 1500;
@@ -168,16 +236,34 @@ fn speculative_sampling_matches_vanilla_sampling() {
     // The tiny random target is flat at high temperatures (few drafts accepted, many categories)
     // and peaked at low ones (many accepted, few categories): check across that range.
     let mut total_accepted = 0;
-    for (t, top_k, top_p) in [(0.25, None, None), (0.6, None, None), (0.8, Some(30), Some(0.95))] {
+    for (t, top_k, top_p) in [
+        (0.25, None, None),
+        (0.6, None, None),
+        (0.8, Some(30), Some(0.95)),
+    ] {
         let mut a = vec![Vec::new(); positions];
         let mut b = vec![Vec::new(); positions];
         let mut accepted = 0;
         for seed in 0..n as u64 {
-            let sampling = SamplingParams { temperature: t, top_k, top_p, seed };
-            let config = GenerationConfig { max_new_tokens: positions, sampling, stop_at_eos: false };
+            let sampling = SamplingParams {
+                temperature: t,
+                top_k,
+                top_p,
+                seed,
+            };
+            let config = GenerationConfig {
+                max_new_tokens: positions,
+                sampling,
+                stop_at_eos: false,
+            };
             let g = vanilla.generate(&prompt, &config, |_| {}).unwrap();
-            let sampling = SamplingParams { seed: seed + 1_000_000, ..config.sampling.clone() };
-            let h = spec.generate(&prompt, &GenerationConfig { sampling, ..config }, |_| {}).unwrap();
+            let sampling = SamplingParams {
+                seed: seed + 1_000_000,
+                ..config.sampling.clone()
+            };
+            let h = spec
+                .generate(&prompt, &GenerationConfig { sampling, ..config }, |_| {})
+                .unwrap();
             accepted += h.rounds.iter().map(|r| r.accepted_drafts).sum::<usize>();
             for p in 0..positions {
                 a[p].push(g.generated_ids[p]);
@@ -190,38 +276,79 @@ fn speculative_sampling_matches_vanilla_sampling() {
             same_distribution(&format!("T={t} position {p}"), &a[p], &b[p]).unwrap();
         }
     }
-    assert!(total_accepted > n, "too few accepted drafts ({total_accepted}) for the test to have power");
+    assert!(
+        total_accepted > n,
+        "too few accepted drafts ({total_accepted}) for the test to have power"
+    );
 }
 
 /// The acceptance walk with the renormalisation after a rejection removed: a rejected draft
 /// keeps its mass, so the bonus over-samples drafted tokens.
-fn broken_accept(tree: &DraftTree, probs: impl Fn(usize) -> Vec<f32>, sampler: &mut Sampler) -> Acceptance {
+fn broken_accept(
+    tree: &DraftTree,
+    probs: impl Fn(usize) -> Vec<f32>,
+    sampler: &mut Sampler,
+) -> Acceptance {
     let children = tree.children();
     let p = probs(0);
     for &c in &children[0] {
         if sampler.uniform() < p[tree.tokens[c] as usize] as f64 {
-            return Acceptance { path: vec![0, c], bonus: 0 };
+            return Acceptance {
+                path: vec![0, c],
+                bonus: 0,
+            };
         }
     }
-    Acceptance { path: vec![0], bonus: sampler.draw(&p) as u32 }
+    Acceptance {
+        path: vec![0],
+        bonus: sampler.draw(&p) as u32,
+    }
 }
 
 #[test]
 fn the_lossless_check_rejects_a_broken_acceptance_rule() {
     // One round over a fixed tree: the first emitted token must follow p(root).
     let logits: Vec<f32> = (0..12).map(|i| ((i * 7 % 5) as f32) * 0.6).collect();
-    let params = SamplingParams { temperature: 1.0, ..Default::default() };
+    let params = SamplingParams {
+        temperature: 1.0,
+        ..Default::default()
+    };
     let p = filtered_probs(&logits, &params);
-    let tree = DraftTree { tokens: vec![0, 3, 8, 1], parents: vec![None, Some(0), Some(0), Some(0)], depths: vec![0, 1, 1, 1] };
-    let first = |acc: &Acceptance| if acc.path.len() > 1 { tree.tokens[acc.path[1]] } else { acc.bonus };
+    let tree = DraftTree {
+        tokens: vec![0, 3, 8, 1],
+        parents: vec![None, Some(0), Some(0), Some(0)],
+        depths: vec![0, 1, 1, 1],
+    };
+    let first = |acc: &Acceptance| {
+        if acc.path.len() > 1 {
+            tree.tokens[acc.path[1]]
+        } else {
+            acc.bonus
+        }
+    };
     let n = 20_000;
-    let mut sampler = Sampler::new(SamplingParams { seed: 1, ..params.clone() }).unwrap();
+    let mut sampler = Sampler::new(SamplingParams {
+        seed: 1,
+        ..params.clone()
+    })
+    .unwrap();
     let reference: Vec<u32> = (0..n).map(|_| sampler.draw(&p) as u32).collect();
-    let mut sampler = Sampler::new(SamplingParams { seed: 2, ..params.clone() }).unwrap();
-    let good: Vec<u32> = (0..n).map(|_| first(&sample_accept(&tree, |_| p.clone(), &mut sampler))).collect();
+    let mut sampler = Sampler::new(SamplingParams {
+        seed: 2,
+        ..params.clone()
+    })
+    .unwrap();
+    let good: Vec<u32> = (0..n)
+        .map(|_| first(&sample_accept(&tree, |_| p.clone(), &mut sampler)))
+        .collect();
     let mut sampler = Sampler::new(SamplingParams { seed: 3, ..params }).unwrap();
-    let bad: Vec<u32> = (0..n).map(|_| first(&broken_accept(&tree, |_| p.clone(), &mut sampler))).collect();
+    let bad: Vec<u32> = (0..n)
+        .map(|_| first(&broken_accept(&tree, |_| p.clone(), &mut sampler)))
+        .collect();
     same_distribution("correct acceptance vs p", &reference, &good).unwrap();
     let verdict = same_distribution("broken acceptance vs p", &reference, &bad);
-    assert!(verdict.is_err(), "the chi-square check failed to notice a broken acceptance rule");
+    assert!(
+        verdict.is_err(),
+        "the chi-square check failed to notice a broken acceptance rule"
+    );
 }

@@ -1,0 +1,173 @@
+//! `confu bench spec`: the cost model of a speculative round — one draft expansion step, a tree
+//! build, target verification at several tree sizes, and KV compaction — each a median over runs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use confu_core::{DraftTree, Error, KvCache, Ops, Result};
+use confu_draft::{feature_layers, DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_model::{LogitRows, Tap, TargetModel};
+use confu_verify::{compact_to_path, verify_tree};
+
+use crate::backend::Job;
+use crate::bench::preset;
+
+/// Arguments of `confu bench spec`.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Target checkpoint folder.
+    #[arg(
+        long,
+        conflicts_with = "synthetic",
+        required_unless_present = "synthetic"
+    )]
+    pub model: Option<PathBuf>,
+    /// EAGLE-3 head folder (random weights of the usual shape when absent).
+    #[arg(long)]
+    pub draft: Option<PathBuf>,
+    /// Random target of a preset shape: tiny, small, large.
+    #[arg(long)]
+    pub synthetic: Option<String>,
+    /// Tokens in the cache before each measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    /// Tree sizes (nodes) to verify.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16,32,64")]
+    pub tree_sizes: Vec<usize>,
+    /// Tree used for the drafting measurement: TOTAL,DEPTH,TOPK.
+    #[arg(long, default_value = "30,4,8", value_parser = crate::generate::parse_tree)]
+    pub tree: TreeSettings,
+    /// Measured runs (median reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn median_of(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    f()?; // warm-up
+    let mut v = (0..runs).map(|_| f()).collect::<Result<Vec<f64>>>()?;
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+/// A tree of `n` nodes shaped like a dynamic tree: a main chain with side branches.
+fn shaped_tree(n: usize, vocab: usize) -> DraftTree {
+    let mut t = DraftTree::root_only(1);
+    for i in 1..n {
+        let parent = if i % 3 == 0 { i - 2 } else { i - 1 };
+        t.tokens.push(((i * 7919) % vocab) as u32);
+        t.parents.push(Some(parent));
+        t.depths.push(t.depths[parent] + 1);
+    }
+    t
+}
+
+impl Job for SpecArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
+        if self.runs == 0 {
+            return Err(Error::invalid("runs", 0, "must be >= 1"));
+        }
+        let target = match (&self.model, &self.synthetic) {
+            (Some(dir), _) => TargetModel::<B>::load(dir, ops.clone(), &device)?,
+            (None, Some(name)) => TargetModel::<B>::random(preset(name)?, 0, ops.clone(), &device)?,
+            (None, None) => {
+                return Err(Error::invalid(
+                    "model",
+                    "none",
+                    "give --model DIR or --synthetic SIZE",
+                ))
+            }
+        };
+        let head = Arc::new(match &self.draft {
+            Some(dir) => Eagle3Head::load(dir, &target)?,
+            None => Eagle3Head::random(DraftConfig::for_target(target.config()), 1, &target)?,
+        });
+        let c = target.config().clone();
+        let max_tree = self
+            .tree_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(self.tree.total_tokens);
+        let capacity = self.prompt_len + max_tree + 1;
+        if capacity > c.max_position_embeddings {
+            return Err(Error::Capacity {
+                what: "prompt-len + largest tree",
+                requested: capacity,
+                limit: c.max_position_embeddings,
+            });
+        }
+        let prompt: Vec<u32> = (0..self.prompt_len as u32)
+            .map(|i| (i * 31 + 7) % c.vocab_size as u32)
+            .collect();
+        let taps: Vec<Tap> = feature_layers(c.num_hidden_layers)
+            .map(Tap::LayerInput)
+            .to_vec();
+        let mut cache = target.new_cache(0, capacity);
+        let out = target.forward_causal(&mut cache, &prompt, LogitRows::Last, &taps)?;
+        let features = burn::tensor::Tensor::cat(out.taps, 1);
+
+        let mut drafter = Eagle3Drafter::new(
+            head.clone(),
+            ops.clone(),
+            capacity + self.tree.depth * self.tree.top_k,
+        );
+        let next: Vec<u32> = prompt[1..].iter().copied().chain([1]).collect();
+        drafter.extend(features, &next)?;
+        let build = median_of(self.runs, || {
+            let t = Instant::now();
+            let tree = drafter.draft_tree(1, self.tree)?;
+            std::hint::black_box(tree.len());
+            Ok(t.elapsed().as_secs_f64())
+        })?;
+        println!(
+            "draft tree {},{},{}: {:.2} ms ({} expansion steps of {} rows + root)",
+            self.tree.total_tokens,
+            self.tree.depth,
+            self.tree.top_k,
+            build * 1e3,
+            self.tree.depth,
+            self.tree.top_k
+        );
+        let prefix = cache.len();
+        for &n in &self.tree_sizes {
+            let tree = shaped_tree(n.max(1), c.vocab_size);
+            let verify = median_of(self.runs, || {
+                let t = Instant::now();
+                let v = verify_tree(&target, &mut cache, &tree, &taps)?;
+                std::hint::black_box(v.logits.len());
+                let dt = t.elapsed().as_secs_f64();
+                cache.truncate(prefix)?;
+                Ok(dt)
+            })?;
+            let path: Vec<usize> = (0..tree.len())
+                .filter(|i| i % 3 != 0 || *i == 0)
+                .take(5)
+                .collect();
+            let compact = median_of(self.runs, || {
+                verify_tree(&target, &mut cache, &tree, &[])?;
+                let t = Instant::now();
+                compact_to_path(&mut cache, prefix, &path)?;
+                let dt = t.elapsed().as_secs_f64();
+                cache.truncate(prefix)?;
+                Ok(dt)
+            })?;
+            println!(
+                "verify {n:>3} nodes: {:>8.2} ms ({:.2} ms/node); compaction to a {}-node path: {:.3} ms",
+                verify * 1e3,
+                verify * 1e3 / n.max(1) as f64,
+                path.len(),
+                compact * 1e3
+            );
+        }
+        Ok(())
+    }
+}
