@@ -35,10 +35,19 @@ impl TreeSettings {
 }
 
 /// Indices of the `k` largest values, largest first; ties keep the smaller index first.
+/// Linear-time selection first, so that drafting over a 32k-entry vocabulary stays cheap.
 pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let order = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
     let mut idx: Vec<usize> = (0..values.len()).collect();
-    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    idx.truncate(k);
+    let k = k.min(idx.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(order);
     idx
 }
 
