@@ -26,16 +26,8 @@ pub enum BenchCommand {
 /// Arguments of `confu bench decode`.
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
-    /// Hugging Face checkpoint folder to benchmark.
-    #[arg(
-        long,
-        conflicts_with = "synthetic",
-        required_unless_present = "synthetic"
-    )]
-    pub model: Option<PathBuf>,
-    /// Random weights of a preset shape instead of files: tiny, small (~0.6 GB f32), large (~2 GB f32).
-    #[arg(long)]
-    pub synthetic: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Prompt length for the prefill measurement.
     #[arg(long, default_value_t = 128)]
     pub prompt_len: usize,
@@ -54,6 +46,53 @@ pub struct DecodeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which target a benchmark runs: a checkpoint, or random weights of a preset shape.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Hugging Face checkpoint folder to benchmark.
+    #[arg(
+        long,
+        conflicts_with = "synthetic",
+        required_unless_present = "synthetic"
+    )]
+    pub model: Option<PathBuf>,
+    /// Random weights of a preset shape instead of files: tiny, small (~0.6 GB f32), large (~2 GB f32).
+    #[arg(long)]
+    pub synthetic: Option<String>,
+}
+
+impl TargetArgs {
+    /// Load or build the target; returns a label for reports.
+    pub fn load<B: Backend>(
+        &self,
+        ops: Arc<dyn Ops<B>>,
+        device: &B::Device,
+    ) -> Result<(String, TargetModel<B>)> {
+        match (&self.model, &self.synthetic) {
+            (Some(dir), _) => Ok((
+                dir.display().to_string(),
+                TargetModel::<B>::load(dir, ops, device)?,
+            )),
+            (None, Some(name)) => {
+                let config = preset(name)?;
+                eprintln!(
+                    "building synthetic `{name}` model ({:.2} GB f32)...",
+                    config.num_parameters() as f64 * 4e-9
+                );
+                Ok((
+                    format!("synthetic:{name}"),
+                    TargetModel::<B>::random(config, 0, ops, device)?,
+                ))
+            }
+            (None, None) => Err(Error::invalid(
+                "model",
+                "none",
+                "give --model DIR or --synthetic SIZE",
+            )),
+        }
+    }
 }
 
 /// A synthetic model shape by name.
@@ -159,30 +198,7 @@ impl Job for DecodeArgs {
         if self.prompt_len == 0 || self.new_tokens == 0 {
             return Err(Error::invalid("prompt-len/new-tokens", 0, "must be >= 1"));
         }
-        let (label, model) = match (&self.model, &self.synthetic) {
-            (Some(dir), _) => (
-                dir.display().to_string(),
-                TargetModel::<B>::load(dir, ops.clone(), &device)?,
-            ),
-            (None, Some(name)) => {
-                let config = preset(name)?;
-                eprintln!(
-                    "building synthetic `{name}` model ({:.2} GB f32)...",
-                    config.num_parameters() as f64 * 4e-9
-                );
-                (
-                    format!("synthetic:{name}"),
-                    TargetModel::<B>::random(config, 0, ops.clone(), &device)?,
-                )
-            }
-            (None, None) => {
-                return Err(Error::invalid(
-                    "model",
-                    "none",
-                    "give --model DIR or --synthetic SIZE",
-                ))
-            }
-        };
+        let (label, model) = self.target.load(ops.clone(), &device)?;
         let c = model.config().clone();
         let total = self.prompt_len + self.new_tokens;
         if total > c.max_position_embeddings {

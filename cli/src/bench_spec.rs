@@ -9,28 +9,20 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use confu_core::{DraftTree, Error, KvCache, Ops, Result};
 use confu_draft::{feature_layers, DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
-use confu_model::{LogitRows, Tap, TargetModel};
+use confu_model::{LogitRows, Tap};
 use confu_verify::{compact_to_path, verify_tree};
 
 use crate::backend::Job;
-use crate::bench::preset;
+use crate::bench::TargetArgs;
 
 /// Arguments of `confu bench spec`.
 #[derive(Debug, Args)]
 pub struct SpecArgs {
-    /// Target checkpoint folder.
-    #[arg(
-        long,
-        conflicts_with = "synthetic",
-        required_unless_present = "synthetic"
-    )]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// EAGLE-3 head folder (random weights of the usual shape when absent).
     #[arg(long)]
     pub draft: Option<PathBuf>,
-    /// Random target of a preset shape: tiny, small, large.
-    #[arg(long)]
-    pub synthetic: Option<String>,
     /// Tokens in the cache before each measurement.
     #[arg(long, default_value_t = 128)]
     pub prompt_len: usize,
@@ -74,17 +66,7 @@ impl Job for SpecArgs {
         if self.runs == 0 {
             return Err(Error::invalid("runs", 0, "must be >= 1"));
         }
-        let target = match (&self.model, &self.synthetic) {
-            (Some(dir), _) => TargetModel::<B>::load(dir, ops.clone(), &device)?,
-            (None, Some(name)) => TargetModel::<B>::random(preset(name)?, 0, ops.clone(), &device)?,
-            (None, None) => {
-                return Err(Error::invalid(
-                    "model",
-                    "none",
-                    "give --model DIR or --synthetic SIZE",
-                ))
-            }
-        };
+        let (_, target) = self.target.load(ops.clone(), &device)?;
         let head = Arc::new(match &self.draft {
             Some(dir) => Eagle3Head::load(dir, &target)?,
             None => Eagle3Head::random(DraftConfig::for_target(target.config()), 1, &target)?,

@@ -40,16 +40,8 @@ impl DraftConfig {
     /// Read the official draft `config.json` (a Llama config with `draft_vocab_size`; without
     /// `rope_theta` the official code uses 10000, which the shared parser also defaults to).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            msg: format!("not valid JSON: {e}"),
-        })?;
-        let obj = value.as_object().ok_or_else(|| Error::Format {
-            path: path.to_path_buf(),
-            msg: "expected a JSON object".into(),
-        })?;
-        let base = ModelConfig::from_json(obj, path)?;
+        let obj = confu_model::config::read_json_object(path)?;
+        let base = ModelConfig::from_json(&obj, path)?;
         let field = |k: &str| obj.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
         Ok(Self {
             hidden_size: base.hidden_size,

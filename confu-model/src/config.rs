@@ -56,16 +56,7 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Read and validate `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            msg: format!("not valid JSON: {e}"),
-        })?;
-        let obj = value.as_object().ok_or_else(|| Error::Format {
-            path: path.to_path_buf(),
-            msg: "expected a JSON object".into(),
-        })?;
-        Self::from_json(obj, path)
+        Self::from_json(&read_json_object(path)?, path)
     }
 
     /// Parse an already-read `config.json` object; `path` is only used in error messages.
@@ -181,6 +172,22 @@ impl ModelConfig {
         let layer = attn + 3 * d * i + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
         v * d + self.num_hidden_layers * layer + d + head
+    }
+}
+
+/// Read a JSON file whose top level must be an object, naming the file on any failure.
+pub fn read_json_object(path: &Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        msg: format!("not valid JSON: {e}"),
+    })?;
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(Error::Format {
+            path: path.to_path_buf(),
+            msg: "expected a JSON object".into(),
+        }),
     }
 }
 

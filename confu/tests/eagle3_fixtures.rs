@@ -76,6 +76,20 @@ fn settings(dir: &Path, stem: &str) -> (serde_json::Value, HashMap<String, RefTe
     )
 }
 
+/// `total_token`, `depth`, `top_k` of a fixture's `settings`.
+fn tree_settings(json: &serde_json::Value) -> TreeSettings {
+    let n = |k: &str| {
+        json["settings"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("settings.{k}")) as usize
+    };
+    TreeSettings {
+        total_tokens: n("total_token"),
+        depth: n("depth"),
+        top_k: n("top_k"),
+    }
+}
+
 fn tensor2(t: &RefTensor) -> Tensor<Cpu, 2> {
     let s = t.shape();
     let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
@@ -193,12 +207,7 @@ fn trees_from_recorded_topk_inputs_match_exactly() {
     for f in fixtures() {
         for stem in files(&f.dir, "tree_") {
             let (json, t) = settings(&f.dir, &stem);
-            let s = &json["settings"];
-            let settings = TreeSettings {
-                total_tokens: s["total_token"].as_u64().unwrap() as usize,
-                depth: s["depth"].as_u64().unwrap() as usize,
-                top_k: s["top_k"].as_u64().unwrap() as usize,
-            };
+            let settings = tree_settings(&json);
             let root = t["prefill.sample_token"].ids().unwrap()[0];
             let vd = f.head.config.draft_vocab_size;
             let tree = build_tree(
@@ -229,12 +238,7 @@ fn trees_from_our_forward_match_and_verification_accepts_the_same() {
     for f in fixtures() {
         for stem in files(&f.dir, "tree_") {
             let (json, t) = settings(&f.dir, &stem);
-            let s = &json["settings"];
-            let settings = TreeSettings {
-                total_tokens: s["total_token"].as_u64().unwrap() as usize,
-                depth: s["depth"].as_u64().unwrap() as usize,
-                top_k: s["top_k"].as_u64().unwrap() as usize,
-            };
+            let settings = tree_settings(&json);
             let prompt = t["prompt_ids"].ids().unwrap();
             let mut cache = f.target.new_cache(0, prompt.len() + settings.total_tokens);
             let out = f
@@ -346,16 +350,11 @@ fn greedy_runs_match_official_eagenerate() {
     for f in fixtures() {
         for stem in files(&f.dir, "generate_") {
             let (json, t) = settings(&f.dir, &stem);
-            let s = &json["settings"];
-            let tree = TreeSettings {
-                total_tokens: s["total_token"].as_u64().unwrap() as usize,
-                depth: s["depth"].as_u64().unwrap() as usize,
-                top_k: s["top_k"].as_u64().unwrap() as usize,
-            };
+            let tree = tree_settings(&json);
             let prompt = t["prompt_ids"].ids().unwrap();
             let eagle_ids = t["eagle_ids"].ids().unwrap();
             // eagenerate stops once more than max_new_tokens were produced.
-            let max_new = s["max_new_tokens"].as_u64().unwrap() as usize + 1;
+            let max_new = json["settings"]["max_new_tokens"].as_u64().unwrap() as usize + 1;
             let engine = Engine::with_mode(
                 f.target.clone(),
                 DraftMode::Eagle3 {
