@@ -8,6 +8,7 @@ mod eval;
 mod generate;
 mod inspect;
 mod plot;
+mod train;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Describe a checkpoint folder: architecture, sizes, parameters, dtypes, tokenizer.
     Inspect(inspect::InspectArgs),
+    /// Train tokenizers, target LMs and draft heads.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             backend::dispatch(&device, args)
         }
         Command::Inspect(args) => inspect::run(args),
+        Command::Train(cmd) => train::run(cmd),
         Command::Bench(bench::BenchCommand::Decode(args)) => {
             let device = args.device.clone();
             backend::dispatch(&device, args)
