@@ -4,4 +4,5 @@
 //! LMs, EAGLE-3 heads with the training-time test, and ConFu (anchors, replication, gradients
 //! through the frozen target), with checkpoints and resume. So far: the tokenizer trainer.
 
+pub mod lm;
 pub mod tokenizer;
