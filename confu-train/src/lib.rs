@@ -5,4 +5,5 @@
 //! through the frozen target), with checkpoints and resume. So far: the tokenizer trainer.
 
 pub mod lm;
+pub mod pretrain;
 pub mod tokenizer;

@@ -1,0 +1,462 @@
+//! Pretraining a target LM from a text corpus: data packing, the AdamW loop with warm-up and
+//! cosine decay, gradient clipping, periodic atomic checkpoints, exact resume, dev evaluation, and
+//! the final export in the Hugging Face layout.
+//!
+//! Resume is exact: the data order of every step is a pure function of the seed and the step, and a
+//! checkpoint holds the model, the optimizer state and the step, so a resumed run continues the
+//! very same loss curve.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use confu_core::{Error, Result, RopeConfig, RopeScaling};
+use confu_model::{Architecture, ModelConfig, Tokenizer};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::lm::{write_atomic, TrainableLm};
+
+/// Shape of the LM to train (vocabulary and special ids come from the tokenizer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmShape {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f32,
+}
+
+fn default_theta() -> f32 {
+    10000.0
+}
+
+/// Optimisation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    /// The cosine decays to `lr * min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f32,
+    pub grad_clip: f32,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    /// Tokens per dev category used by the evaluation.
+    pub dev_tokens: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            seq_len: 128,
+            batch_size: 16,
+            steps: 1000,
+            lr: 3e-3,
+            warmup_steps: 50,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            seed: 0,
+            checkpoint_every: 100,
+            dev_tokens: 8192,
+        }
+    }
+}
+
+/// The `--config` file of `confu train lm`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmTrainConfig {
+    pub model: LmShape,
+    #[serde(default)]
+    pub train: TrainSettings,
+}
+
+impl LmTrainConfig {
+    /// Read and validate a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let c: Self = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let bad = |field: &str, msg: String| Error::Config {
+            path: path.to_path_buf(),
+            field: field.into(),
+            msg,
+        };
+        let m = &c.model;
+        if m.num_attention_heads == 0 || m.hidden_size % m.num_attention_heads != 0 {
+            return Err(bad(
+                "model.num_attention_heads",
+                format!("must divide hidden_size {}", m.hidden_size),
+            ));
+        }
+        if m.num_key_value_heads == 0 || m.num_attention_heads % m.num_key_value_heads != 0 {
+            return Err(bad(
+                "model.num_key_value_heads",
+                "must divide num_attention_heads".into(),
+            ));
+        }
+        let t = &c.train;
+        for (f, v) in [
+            ("train.seq_len", t.seq_len),
+            ("train.batch_size", t.batch_size),
+            ("train.steps", t.steps),
+            ("train.checkpoint_every", t.checkpoint_every),
+        ] {
+            if v == 0 {
+                return Err(bad(f, "must be >= 1".into()));
+            }
+        }
+        if t.seq_len + 1 > m.max_position_embeddings {
+            return Err(bad(
+                "train.seq_len",
+                format!(
+                    "{} does not fit max_position_embeddings {}",
+                    t.seq_len, m.max_position_embeddings
+                ),
+            ));
+        }
+        if !(t.lr > 0.0) {
+            return Err(bad("train.lr", format!("{} must be > 0", t.lr)));
+        }
+        Ok(c)
+    }
+
+    /// The full model configuration for a tokenizer.
+    pub fn model_config(&self, tokenizer: &Tokenizer) -> ModelConfig {
+        let m = &self.model;
+        let head_dim = m.hidden_size / m.num_attention_heads;
+        ModelConfig {
+            architecture: Architecture::Llama,
+            vocab_size: tokenizer.vocab_size(),
+            hidden_size: m.hidden_size,
+            intermediate_size: m.intermediate_size,
+            num_hidden_layers: m.num_hidden_layers,
+            num_attention_heads: m.num_attention_heads,
+            num_key_value_heads: m.num_key_value_heads,
+            head_dim,
+            rms_norm_eps: 1e-5,
+            max_position_embeddings: m.max_position_embeddings,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            rope: RopeConfig {
+                head_dim,
+                theta: m.rope_theta,
+                scaling: RopeScaling::None,
+            },
+            bos_token_id: tokenizer.token_to_id(crate::tokenizer::BOS),
+            eos_token_ids: tokenizer
+                .token_to_id(crate::tokenizer::EOS)
+                .into_iter()
+                .collect(),
+            declared_dtype: Some("float32".into()),
+        }
+    }
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to `lr * min_lr_ratio`.
+pub fn learning_rate(t: &TrainSettings, step: usize) -> f64 {
+    if step < t.warmup_steps {
+        return t.lr * (step + 1) as f64 / t.warmup_steps as f64;
+    }
+    let span = (t.steps - t.warmup_steps).max(1) as f64;
+    let progress = ((step - t.warmup_steps) as f64 / span).min(1.0);
+    let min = t.lr * t.min_lr_ratio;
+    min + 0.5 * (t.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// Token sequences of `seq_len + 1` cut from a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packed {
+    pub seq_len: usize,
+    pub tokens: Vec<u32>,
+}
+
+impl Packed {
+    /// Number of whole sequences.
+    pub fn len(&self) -> usize {
+        self.tokens.len() / (self.seq_len + 1)
+    }
+
+    /// Whether no sequence fits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sequence `i`.
+    pub fn get(&self, i: usize) -> &[u32] {
+        let n = self.seq_len + 1;
+        &self.tokens[i * n..(i + 1) * n]
+    }
+}
+
+/// Tokenize a text file in paragraph-aligned chunks (each gets the begin-of-text token) and
+/// return the concatenated stream, stopping after `limit` tokens if given.
+pub fn tokenize_file(tokenizer: &Tokenizer, path: &Path, limit: Option<usize>) -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    let mut chunk = String::new();
+    for para in text.split("\n\n") {
+        chunk.push_str(para);
+        chunk.push_str("\n\n");
+        if chunk.len() >= 4096 {
+            out.extend(tokenizer.encode(&chunk)?);
+            chunk.clear();
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+    }
+    if !chunk.is_empty() && !limit.is_some_and(|l| out.len() >= l) {
+        out.extend(tokenizer.encode(&chunk)?);
+    }
+    if let Some(l) = limit {
+        out.truncate(l);
+    }
+    Ok(out)
+}
+
+/// The sequence indices of `step`'s batch: a seeded shuffle per epoch, so any step's batch can be
+/// recomputed on resume.
+pub fn batch_indices(num_seqs: usize, batch: usize, seed: u64, step: usize) -> Vec<usize> {
+    let per_epoch = (num_seqs / batch).max(1);
+    let epoch = step / per_epoch;
+    let mut order: Vec<usize> = (0..num_seqs).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    order.shuffle(&mut rng);
+    let start = (step % per_epoch) * batch;
+    (0..batch).map(|i| order[(start + i) % num_seqs]).collect()
+}
+
+/// Progress of a run, as written to `log.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    /// `(step, loss, learning rate)` of every step run so far (resumed runs keep the earlier ones).
+    pub steps: Vec<(usize, f32, f64)>,
+    /// Dev evaluation per category at the end.
+    pub dev: Vec<DevResult>,
+    pub wall_s: f64,
+}
+
+/// Dev loss and next-token top-1 accuracy of one category.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DevResult {
+    pub category: String,
+    pub tokens: usize,
+    pub loss: f64,
+    pub top1: f64,
+}
+
+/// What a step callback wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+type Ad<B> = Autodiff<B>;
+
+/// Checkpoint files inside `out/checkpoint/`.
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Train (or resume) and return the model and log. `on_step(step, loss, lr)` is called after every
+/// step and may stop the run (the last checkpoint then allows an exact resume).
+pub fn pretrain<B: Backend>(
+    config: &ModelConfig,
+    settings: &TrainSettings,
+    data: &Packed,
+    out: &Path,
+    resume: bool,
+    device: &B::Device,
+    mut on_step: impl FnMut(usize, f32, f64) -> Control,
+) -> Result<(TrainableLm<B>, TrainLog)> {
+    if data.len() < settings.batch_size {
+        return Err(Error::invalid(
+            "corpus",
+            format!("{} sequences", data.len()),
+            format!(
+                "fewer than one batch of {} sequences of {} tokens",
+                settings.batch_size,
+                settings.seq_len + 1
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let mut model = TrainableLm::<Ad<B>>::init(config, settings.seed, device)?;
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_weight_decay(settings.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(settings.grad_clip)))
+        .init::<Ad<B>, TrainableLm<Ad<B>>>();
+    let mut log = TrainLog::default();
+    let mut start = 0;
+    let ckpt = checkpoint_dir(out);
+    if resume {
+        let state_path = ckpt.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+        log = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: state_path.clone(),
+            msg: e.to_string(),
+        })?;
+        start = log.steps.last().map_or(0, |s| s.0 + 1);
+        model = model
+            .load_file(ckpt.join("model"), &recorder, device)
+            .map_err(|e| Error::Format {
+                path: ckpt.join("model.bin"),
+                msg: e.to_string(),
+            })?;
+        let record = recorder
+            .load(ckpt.join("optim"), device)
+            .map_err(|e| Error::Format {
+                path: ckpt.join("optim.bin"),
+                msg: e.to_string(),
+            })?;
+        optim = optim.load_record(record);
+    }
+    let t0 = std::time::Instant::now();
+    let n = settings.seq_len + 1;
+    for step in start..settings.steps {
+        let idx = batch_indices(data.len(), settings.batch_size, settings.seed, step);
+        let flat: Vec<i64> = idx
+            .iter()
+            .flat_map(|&i| data.get(i).iter().map(|&t| t as i64))
+            .collect();
+        let batch =
+            Tensor::<Ad<B>, 2, Int>::from_data(TensorData::new(flat, [idx.len(), n]), device);
+        let lr = learning_rate(settings, step);
+        let loss = model.loss(config, batch);
+        let value: f32 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Err(Error::invalid(
+                "training loss",
+                value,
+                format!("diverged at step {step}; lower train.lr"),
+            ));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        log.steps.push((step, value, lr));
+        let last = step + 1 == settings.steps;
+        let stop = on_step(step, value, lr) == Control::Stop;
+        if (step + 1) % settings.checkpoint_every == 0 || last || stop {
+            save_checkpoint(&model, &optim, &log, &ckpt, &recorder)?;
+        }
+        if stop {
+            break;
+        }
+    }
+    log.wall_s += t0.elapsed().as_secs_f64();
+    Ok((model.valid(), log))
+}
+
+fn save_checkpoint<B: Backend, O: Optimizer<TrainableLm<Ad<B>>, Ad<B>>>(
+    model: &TrainableLm<Ad<B>>,
+    optim: &O,
+    log: &TrainLog,
+    ckpt: &Path,
+    recorder: &BinFileRecorder<FullPrecisionSettings>,
+) -> Result<()> {
+    // Write a complete new checkpoint beside the old one, then swap, so a kill never leaves a
+    // half-written checkpoint behind.
+    let tmp = ckpt.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let fail = |p: PathBuf, e: String| Error::Format { path: p, msg: e };
+    model
+        .clone()
+        .save_file(tmp.join("model"), recorder)
+        .map_err(|e| fail(tmp.join("model.bin"), e.to_string()))?;
+    recorder
+        .record(optim.to_record(), tmp.join("optim"))
+        .map_err(|e| fail(tmp.join("optim.bin"), e.to_string()))?;
+    write_atomic(
+        &tmp.join("state.json"),
+        serde_json::to_string(log).expect("json").as_bytes(),
+    )?;
+    let old = ckpt.with_extension("old");
+    if ckpt.exists() {
+        std::fs::rename(ckpt, &old).map_err(|e| Error::io(ckpt, e))?;
+    }
+    std::fs::rename(&tmp, ckpt).map_err(|e| Error::io(ckpt, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// Dev loss and top-1 accuracy over `tokens` (cut into sequences of `seq_len + 1`).
+pub fn evaluate_dev<B: Backend>(
+    model: &TrainableLm<B>,
+    config: &ModelConfig,
+    category: &str,
+    tokens: &[u32],
+    seq_len: usize,
+    device: &B::Device,
+) -> DevResult {
+    let n = seq_len + 1;
+    let (mut loss_sum, mut hits, mut count) = (0f64, 0usize, 0usize);
+    for seq in tokens.chunks_exact(n) {
+        let ids: Vec<i64> = seq.iter().map(|&t| t as i64).collect();
+        let input = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(ids[..seq_len].to_vec(), [1, seq_len]),
+            device,
+        );
+        let logits: Vec<f32> = model
+            .forward(config, input)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32");
+        let v = config.vocab_size;
+        for (p, row) in logits.chunks(v).enumerate() {
+            let target = seq[p + 1] as usize;
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = max as f64
+                + row
+                    .iter()
+                    .map(|&x| ((x - max) as f64).exp())
+                    .sum::<f64>()
+                    .ln();
+            loss_sum += lse - row[target] as f64;
+            hits += (confu_core::sampling::argmax(row) == target) as usize;
+            count += 1;
+        }
+    }
+    DevResult {
+        category: category.to_string(),
+        tokens: count,
+        loss: if count > 0 {
+            loss_sum / count as f64
+        } else {
+            f64::NAN
+        },
+        top1: if count > 0 {
+            hits as f64 / count as f64
+        } else {
+            0.0
+        },
+    }
+}
