@@ -100,3 +100,38 @@ fn draw(report: &EvalReport, path: &Path) -> std::result::Result<(), Box<dyn std
     root.present()?;
     Ok(())
 }
+
+/// Draw the training loss per step to a PNG at `path`.
+pub fn plot_loss(steps: &[(usize, f32, f64)], path: &Path) -> Result<()> {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let tmp = path.with_extension("tmp.png");
+    draw_loss(steps, &tmp).map_err(|e| plot_err(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn draw_loss(
+    steps: &[(usize, f32, f64)],
+    path: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let last = steps.last().map_or(1, |s| s.0 + 1) as f64;
+    let top = steps.iter().map(|s| s.1 as f64).fold(0.1, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("training loss", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..last, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("cross-entropy")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        steps.iter().map(|s| (s.0 as f64, s.1 as f64)),
+        &BLUE,
+    ))?;
+    root.present()?;
+    Ok(())
+}

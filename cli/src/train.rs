@@ -12,6 +12,8 @@ use confu_train::tokenizer::{corpus_files, train_tokenizer, TokenizerTraining};
 pub enum TrainCommand {
     /// Train a byte-level BPE tokenizer (tokenizer.json with begin/end-of-text tokens).
     Tokenizer(TokenizerArgs),
+    /// Pretrain a Llama-architecture target from scratch and export it in the HF layout.
+    Lm(LmArgs),
 }
 
 /// Arguments of `confu train tokenizer`.
@@ -59,5 +61,126 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             );
             Ok(())
         }
+        TrainCommand::Lm(a) => run_lm(a),
     }
+}
+
+/// Arguments of `confu train lm`.
+#[derive(Debug, Args)]
+pub struct LmArgs {
+    /// Corpus folder with `train/*.txt` (and `dev/*.txt` for the evaluation).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Folder holding the tokenizer.json to use.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// JSON file: {"model": {hidden_size, intermediate_size, num_hidden_layers,
+    /// num_attention_heads, num_key_value_heads, max_position_embeddings}, "train": {...}}.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output folder: the exported model, checkpoints, log.json, loss.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from the checkpoint in OUT.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many tokens of training data (for quick runs).
+    #[arg(long)]
+    pub max_train_tokens: Option<usize>,
+}
+
+pub fn run_lm(a: LmArgs) -> Result<()> {
+    use confu_train::pretrain::{
+        evaluate_dev, pretrain, tokenize_file, Control, LmTrainConfig, Packed,
+    };
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let cfg = LmTrainConfig::from_file(&a.config)?;
+    let tokenizer = confu_model::Tokenizer::from_dir(&a.tokenizer)?;
+    let model_config = cfg.model_config(&tokenizer);
+    let t = &cfg.train;
+    let files = corpus_files(&a.corpus)?;
+    eprintln!("tokenizing {} training files...", files.len());
+    let mut tokens = Vec::new();
+    for f in &files {
+        let left = a.max_train_tokens.map(|m| m.saturating_sub(tokens.len()));
+        if left == Some(0) {
+            break;
+        }
+        tokens.extend(tokenize_file(&tokenizer, f, left)?);
+    }
+    let data = Packed {
+        seq_len: t.seq_len,
+        tokens,
+    };
+    eprintln!(
+        "{} tokens -> {} sequences of {}; model {:.2} M parameters",
+        data.tokens.len(),
+        data.len(),
+        t.seq_len + 1,
+        model_config.num_parameters() as f64 / 1e6
+    );
+    let bar = ProgressBar::new(t.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let device = Default::default();
+    let started = Instant::now();
+    let mut first = None;
+    let tokens_per_step = (t.batch_size * t.seq_len) as f64;
+    let (model, mut log) = pretrain::<backend_cpu::Cpu>(
+        &model_config,
+        t,
+        &data,
+        &a.out,
+        a.resume,
+        &device,
+        |step, loss, lr| {
+            let done = *first.get_or_insert(step);
+            let rate = tokens_per_step * (step + 1 - done) as f64 / started.elapsed().as_secs_f64();
+            bar.set_position(step as u64 + 1);
+            bar.set_message(format!("loss {loss:.3} lr {lr:.2e} {rate:.0} tok/s"));
+            Control::Continue
+        },
+    )?;
+    bar.finish();
+
+    let dev_dir = a.corpus.join("dev");
+    if let Ok(dev_files) = corpus_files(&dev_dir) {
+        for f in dev_files {
+            let cat = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let toks = tokenize_file(&tokenizer, &f, Some(t.dev_tokens))?;
+            let r = evaluate_dev(&model, &model_config, &cat, &toks, t.seq_len, &device);
+            eprintln!(
+                "dev {:<10} loss {:.3} top-1 {:.1}% ({} tokens)",
+                r.category,
+                r.loss,
+                100.0 * r.top1,
+                r.tokens
+            );
+            log.dev.push(r);
+        }
+    }
+    model.export(&model_config, &a.out)?;
+    std::fs::copy(
+        a.tokenizer.join("tokenizer.json"),
+        a.out.join("tokenizer.json"),
+    )
+    .map_err(|e| confu_core::Error::io(a.out.join("tokenizer.json"), e))?;
+    crate::write_atomic(
+        &a.out.join("log.json"),
+        serde_json::to_string_pretty(&log).expect("json").as_bytes(),
+    )?;
+    crate::plot::plot_loss(&log.steps, &a.out.join("loss.png"))?;
+    eprintln!(
+        "wrote {} (model, tokenizer, log.json, loss.png)",
+        a.out.display()
+    );
+    Ok(())
 }

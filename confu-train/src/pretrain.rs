@@ -100,13 +100,15 @@ impl LmTrainConfig {
             msg,
         };
         let m = &c.model;
-        if m.num_attention_heads == 0 || m.hidden_size % m.num_attention_heads != 0 {
+        if m.num_attention_heads == 0 || !m.hidden_size.is_multiple_of(m.num_attention_heads) {
             return Err(bad(
                 "model.num_attention_heads",
                 format!("must divide hidden_size {}", m.hidden_size),
             ));
         }
-        if m.num_key_value_heads == 0 || m.num_attention_heads % m.num_key_value_heads != 0 {
+        if m.num_key_value_heads == 0
+            || !m.num_attention_heads.is_multiple_of(m.num_key_value_heads)
+        {
             return Err(bad(
                 "model.num_key_value_heads",
                 "must divide num_attention_heads".into(),
@@ -132,7 +134,7 @@ impl LmTrainConfig {
                 ),
             ));
         }
-        if !(t.lr > 0.0) {
+        if t.lr.is_nan() || t.lr <= 0.0 {
             return Err(bad("train.lr", format!("{} must be > 0", t.lr)));
         }
         Ok(c)
@@ -223,7 +225,7 @@ pub fn tokenize_file(tokenizer: &Tokenizer, path: &Path, limit: Option<usize>) -
             }
         }
     }
-    if !chunk.is_empty() && !limit.is_some_and(|l| out.len() >= l) {
+    if !chunk.is_empty() && limit.is_none_or(|l| out.len() < l) {
         out.extend(tokenizer.encode(&chunk)?);
     }
     if let Some(l) = limit {
