@@ -4,6 +4,7 @@
 //! LMs, EAGLE-3 heads with the training-time test, and ConFu (anchors, replication, gradients
 //! through the frozen target), with checkpoints and resume. So far: the tokenizer trainer.
 
+pub mod eagle3;
 pub mod lm;
 pub mod pretrain;
 pub mod tokenizer;

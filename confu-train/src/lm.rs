@@ -40,7 +40,8 @@ pub struct TrainableLm<B: Backend> {
     pub lm_head: Param<Tensor<B, 2>>,
 }
 
-fn normal<B: Backend, const D: usize>(
+/// A seeded N(0, std²) parameter.
+pub fn normal<B: Backend, const D: usize>(
     rng: &mut ChaCha8Rng,
     shape: [usize; D],
     std: f32,
@@ -58,7 +59,8 @@ fn normal<B: Backend, const D: usize>(
     Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), device))
 }
 
-fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
+/// A parameter of ones (norm weights).
+pub fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
     Param::from_tensor(Tensor::ones([n], device))
 }
 

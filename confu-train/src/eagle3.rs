@@ -1,0 +1,314 @@
+//! The trainable EAGLE-3 draft head and its export in the official checkpoint layout
+//! (`config.json` + `model.safetensors` with `fc`, `midlayer.*`, `norm`, `lm_head`, `d2t`, `t2d`),
+//! which `confu_draft::Eagle3Head::load` and the official EAGLE code load unchanged.
+//!
+//! The equations are those of `confu_draft::Eagle3Head` (see there), in batched form for autodiff.
+//! The token embedding is the frozen target's and is passed in, never trained or stored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
+use confu_core::ops::portable::rms_norm;
+use confu_core::{Error, Result};
+use confu_draft::DraftConfig;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::lm::{normal, ones, write_atomic};
+
+/// Choose the draft vocabulary: the `size` most frequent target ids (ties: smaller id first),
+/// sorted ascending. Returns the official `d2t` offsets and the `t2d` mask.
+pub fn draft_vocab_from_counts(counts: &[u64], size: usize) -> (Vec<i64>, Vec<bool>) {
+    let size = size.min(counts.len());
+    let mut ids: Vec<usize> = (0..counts.len()).collect();
+    ids.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    let mut chosen: Vec<usize> = ids[..size].to_vec();
+    chosen.sort_unstable();
+    let mut t2d = vec![false; counts.len()];
+    for &id in &chosen {
+        t2d[id] = true;
+    }
+    let d2t = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| id as i64 - i as i64)
+        .collect();
+    (d2t, t2d)
+}
+
+/// Trainable EAGLE-3 head weights (`[out, in]`).
+#[derive(Module, Debug)]
+pub struct TrainableEagle3<B: Backend> {
+    pub fc: Param<Tensor<B, 2>>,
+    pub hidden_norm: Param<Tensor<B, 1>>,
+    pub input_norm: Param<Tensor<B, 1>>,
+    pub q_proj: Param<Tensor<B, 2>>,
+    pub k_proj: Param<Tensor<B, 2>>,
+    pub v_proj: Param<Tensor<B, 2>>,
+    pub o_proj: Param<Tensor<B, 2>>,
+    pub post_attention_norm: Param<Tensor<B, 1>>,
+    pub gate_proj: Param<Tensor<B, 2>>,
+    pub up_proj: Param<Tensor<B, 2>>,
+    pub down_proj: Param<Tensor<B, 2>>,
+    pub norm: Param<Tensor<B, 1>>,
+    pub lm_head: Param<Tensor<B, 2>>,
+}
+
+fn linear<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 2>>) -> Tensor<B, 3> {
+    x.matmul(w.val().transpose().unsqueeze::<3>())
+}
+
+impl<B: Backend> TrainableEagle3<B> {
+    /// Random initialisation (linear weights N(0, 0.02²), norms 1).
+    pub fn init(c: &DraftConfig, seed: u64, device: &B::Device) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (d, i, vd) = (c.hidden_size, c.intermediate_size, c.draft_vocab_size);
+        let s = c.shape;
+        let (q, kv) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
+        let std = 0.02;
+        Self {
+            fc: normal(&mut rng, [d, 3 * c.target_hidden_size], std, device),
+            hidden_norm: ones(d, device),
+            input_norm: ones(d, device),
+            q_proj: normal(&mut rng, [q, 2 * d], std, device),
+            k_proj: normal(&mut rng, [kv, 2 * d], std, device),
+            v_proj: normal(&mut rng, [kv, 2 * d], std, device),
+            o_proj: normal(&mut rng, [d, q], std, device),
+            post_attention_norm: ones(d, device),
+            gate_proj: normal(&mut rng, [i, d], std, device),
+            up_proj: normal(&mut rng, [i, d], std, device),
+            down_proj: normal(&mut rng, [d, i], std, device),
+            norm: ones(d, device),
+            lm_head: normal(&mut rng, [vd, d], std, device),
+        }
+    }
+
+    /// One causal pass over `[b, t]` pairs: `taps: [b, t, 3d]` (target features at position `j`)
+    /// and `next: [b, t]` (the token at `j + 1`), positions `0..t`. Returns the output states
+    /// `[b, t, d]` and draft logits `[b, t, draft_vocab]`.
+    pub fn forward(
+        &self,
+        c: &DraftConfig,
+        embed: &Tensor<B, 2>,
+        taps: Tensor<B, 3>,
+        next: Tensor<B, 2, Int>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [b, t, _] = taps.dims();
+        let device = taps.device();
+        let d = c.hidden_size;
+        let s = c.shape;
+        let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
+        let eps = c.rms_norm_eps;
+        let g = linear(taps, &self.fc);
+        let e = embed
+            .clone()
+            .select(0, next.reshape([b * t]))
+            .reshape([b, t, d]);
+        let x = Tensor::cat(
+            vec![
+                rms_norm(e, &self.input_norm.val(), eps),
+                rms_norm(g.clone(), &self.hidden_norm.val(), eps),
+            ],
+            2,
+        );
+        let positions: Vec<usize> = (0..t).collect();
+        let (cos, sin) =
+            confu_model::rope_tables::<B>(&c.rope, &c.rope.inv_freq(), &positions, &device);
+        let (cos, sin) = (cos.unsqueeze::<4>(), sin.unsqueeze::<4>());
+        let rope = |z: Tensor<B, 4>| {
+            let [bb, hh, tt, dd] = z.dims();
+            let z1 = z.clone().slice([0..bb, 0..hh, 0..tt, 0..dd / 2]);
+            let z2 = z.clone().slice([0..bb, 0..hh, 0..tt, dd / 2..dd]);
+            z * cos.clone() + Tensor::cat(vec![z2.neg(), z1], 3) * sin.clone()
+        };
+        let q = rope(
+            linear(x.clone(), &self.q_proj)
+                .reshape([b, t, h, hd])
+                .swap_dims(1, 2),
+        );
+        let k = rope(
+            linear(x.clone(), &self.k_proj)
+                .reshape([b, t, kvh, hd])
+                .swap_dims(1, 2),
+        );
+        let v = linear(x, &self.v_proj)
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
+        let group = h / kvh;
+        let widen = |z: Tensor<B, 4>| {
+            z.unsqueeze_dim::<5>(2)
+                .expand([b, kvh, group, t, hd])
+                .reshape([b, h, t, hd])
+        };
+        let hidden: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
+        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), &device)
+            .unsqueeze::<4>()
+            .expand([b, h, t, t]);
+        let scores = q
+            .matmul(widen(k).swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            .mask_fill(mask, f32::NEG_INFINITY);
+        let a = softmax(scores, 3)
+            .matmul(widen(v))
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd]);
+        let h1 = g + linear(a, &self.o_proj);
+        let m = rms_norm(h1.clone(), &self.post_attention_norm.val(), eps);
+        let out = h1
+            + linear(
+                silu(linear(m.clone(), &self.gate_proj)) * linear(m, &self.up_proj),
+                &self.down_proj,
+            );
+        let logits = linear(rms_norm(out.clone(), &self.norm.val(), eps), &self.lm_head);
+        (out, logits)
+    }
+
+    /// Write the official layout into `dir` (each file atomically).
+    pub fn export(
+        &self,
+        c: &DraftConfig,
+        d2t: &[i64],
+        t2d: &[bool],
+        bos: Option<u32>,
+        eos: Option<u32>,
+        dir: &Path,
+    ) -> Result<()> {
+        if d2t.len() != c.draft_vocab_size || t2d.len() != c.vocab_size {
+            return Err(Error::shape(
+                "draft vocabulary",
+                format!(
+                    "d2t {} / t2d {} for draft vocab {} / vocab {}",
+                    d2t.len(),
+                    t2d.len(),
+                    c.draft_vocab_size,
+                    c.vocab_size
+                ),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut blobs: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+            BTreeMap::new();
+        let mut f32s = |name: &str, t: Tensor<B, 2>, one_d: bool| {
+            let shape = if one_d {
+                vec![t.dims()[1]]
+            } else {
+                t.dims().to_vec()
+            };
+            let data: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32");
+            blobs.insert(
+                name.into(),
+                (
+                    safetensors::Dtype::F32,
+                    shape,
+                    data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+            );
+        };
+        f32s("fc.weight", self.fc.val(), false);
+        f32s(
+            "midlayer.hidden_norm.weight",
+            self.hidden_norm.val().unsqueeze(),
+            true,
+        );
+        f32s(
+            "midlayer.input_layernorm.weight",
+            self.input_norm.val().unsqueeze(),
+            true,
+        );
+        f32s(
+            "midlayer.post_attention_layernorm.weight",
+            self.post_attention_norm.val().unsqueeze(),
+            true,
+        );
+        f32s("midlayer.self_attn.q_proj.weight", self.q_proj.val(), false);
+        f32s("midlayer.self_attn.k_proj.weight", self.k_proj.val(), false);
+        f32s("midlayer.self_attn.v_proj.weight", self.v_proj.val(), false);
+        f32s("midlayer.self_attn.o_proj.weight", self.o_proj.val(), false);
+        f32s("midlayer.mlp.gate_proj.weight", self.gate_proj.val(), false);
+        f32s("midlayer.mlp.up_proj.weight", self.up_proj.val(), false);
+        f32s("midlayer.mlp.down_proj.weight", self.down_proj.val(), false);
+        f32s("norm.weight", self.norm.val().unsqueeze(), true);
+        f32s("lm_head.weight", self.lm_head.val(), false);
+        blobs.insert(
+            "d2t".into(),
+            (
+                safetensors::Dtype::I64,
+                vec![d2t.len()],
+                d2t.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        );
+        blobs.insert(
+            "t2d".into(),
+            (
+                safetensors::Dtype::BOOL,
+                vec![t2d.len()],
+                t2d.iter().map(|&x| x as u8).collect(),
+            ),
+        );
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = blobs
+            .iter()
+            .map(|(n, (dt, s, b))| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*dt, s.clone(), b)
+                        .expect("consistent sizes"),
+                )
+            })
+            .collect();
+        let bytes = safetensors::serialize(views, None).map_err(|e| Error::Format {
+            path: dir.join("model.safetensors"),
+            msg: e.to_string(),
+        })?;
+        write_atomic(&dir.join("model.safetensors"), &bytes)?;
+        let s = c.shape;
+        let mut config = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "num_attention_heads": s.heads,
+            "num_key_value_heads": s.kv_heads,
+            "num_hidden_layers": 1,
+            "vocab_size": c.vocab_size,
+            "draft_vocab_size": c.draft_vocab_size,
+            "rms_norm_eps": c.rms_norm_eps,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": false,
+            "torch_dtype": "float32",
+            "pad_token_id": 0,
+        });
+        if let Some(b) = bos {
+            config["bos_token_id"] = b.into();
+        }
+        if let Some(e) = eos {
+            config["eos_token_id"] = e.into();
+        }
+        if c.rope.theta != 10000.0 {
+            config["rope_theta"] = c.rope.theta.into();
+        }
+        write_atomic(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&config)
+                .expect("json")
+                .as_bytes(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draft_vocab_keeps_the_most_frequent_ids_in_order() {
+        let counts = [5, 0, 9, 5, 1, 7];
+        let (d2t, t2d) = draft_vocab_from_counts(&counts, 3);
+        // Top 3 by count: 2 (9), 5 (7), then 0 and 3 tie at 5 -> 0. Sorted: [0, 2, 5].
+        assert_eq!(t2d, vec![true, false, true, false, false, true]);
+        assert_eq!(d2t, vec![0, 1, 3]);
+    }
+}
