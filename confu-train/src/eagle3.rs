@@ -39,6 +39,88 @@ pub fn draft_vocab_from_counts(counts: &[u64], size: usize) -> (Vec<i64>, Vec<bo
     (d2t, t2d)
 }
 
+/// One unrolled step's keys and values `[b, heads, t, head_dim]`.
+pub type KeyValues<B> = (Tensor<B, 4>, Tensor<B, 4>);
+
+/// How the training-time-test attention is computed: the efficient form (step-0 keys causally plus
+/// one diagonal score per later step), or the naive reference (all steps' keys concatenated with an
+/// explicit mask) that tests check the efficient form against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TttAttention {
+    Efficient,
+    Naive,
+}
+
+impl TttAttention {
+    /// `q: [b, h, t, d]`; `k`, `v` of this step; `earlier`: keys/values of steps 0..k-1.
+    fn apply<B: Backend>(
+        &mut self,
+        q: Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        v: &Tensor<B, 4>,
+        earlier: &[KeyValues<B>],
+        scale: f64,
+    ) -> Tensor<B, 4> {
+        let [b, h, t, _] = q.dims();
+        let device = q.device();
+        let causal = |t: usize| {
+            let hidden: Vec<bool> = (0..t * t).map(|i| i % t > i / t).collect();
+            Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), &device)
+                .unsqueeze::<4>()
+                .expand([b, h, t, t])
+        };
+        // Step 0's keys are `earlier[0]` (or this step's own keys at step 0); later steps add one
+        // key per position: their own position only.
+        let all: Vec<KeyValues<B>> = earlier
+            .iter()
+            .cloned()
+            .chain([(k.clone(), v.clone())])
+            .collect();
+        match self {
+            TttAttention::Efficient => {
+                let (k0, v0) = &all[0];
+                let mut scores = vec![q
+                    .clone()
+                    .matmul(k0.clone().swap_dims(2, 3))
+                    .mul_scalar(scale)
+                    .mask_fill(causal(t), f32::NEG_INFINITY)];
+                for (ki, _) in &all[1..] {
+                    scores.push((q.clone() * ki.clone()).sum_dim(3).mul_scalar(scale));
+                }
+                let p = softmax(Tensor::cat(scores, 3), 3);
+                let mut out = p.clone().slice([0..b, 0..h, 0..t, 0..t]).matmul(v0.clone());
+                for (i, (_, vi)) in all[1..].iter().enumerate() {
+                    out = out + p.clone().slice([0..b, 0..h, 0..t, t + i..t + i + 1]) * vi.clone();
+                }
+                out
+            }
+            TttAttention::Naive => {
+                let n = all.len();
+                let keys = Tensor::cat(all.iter().map(|(k, _)| k.clone()).collect(), 2);
+                let values = Tensor::cat(all.iter().map(|(_, v)| v.clone()).collect(), 2);
+                let mut hidden = vec![true; t * n * t];
+                for j in 0..t {
+                    for s in 0..n {
+                        for j2 in 0..t {
+                            let visible = if s == 0 { j2 <= j } else { j2 == j };
+                            hidden[j * n * t + s * t + j2] = !visible;
+                        }
+                    }
+                }
+                let mask =
+                    Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, n * t]), &device)
+                        .unsqueeze::<4>()
+                        .expand([b, h, t, n * t]);
+                let scores = q
+                    .matmul(keys.swap_dims(2, 3))
+                    .mul_scalar(scale)
+                    .mask_fill(mask, f32::NEG_INFINITY);
+                softmax(scores, 3).matmul(values)
+            }
+        }
+    }
+}
+
 /// Trainable EAGLE-3 head weights (`[out, in]`).
 #[derive(Module, Debug)]
 pub struct TrainableEagle3<B: Backend> {
@@ -96,21 +178,39 @@ impl<B: Backend> TrainableEagle3<B> {
         taps: Tensor<B, 3>,
         next: Tensor<B, 2, Int>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let [b, t, _] = taps.dims();
-        let device = taps.device();
+        let g = linear(taps, &self.fc);
+        let mut attn = TttAttention::Efficient;
+        let (out, logits, _) = self.step(c, embed, g, next, &[], &mut attn);
+        (out, logits)
+    }
+
+    /// One unrolled step: the draft layer on `(hidden, tokens)` at positions `0..t`, attending
+    /// causally to its own keys when `earlier` is empty, or else causally to the step-0 keys and to
+    /// the same position's keys of the later steps in `earlier` (the training-time test).
+    /// Returns the output states, the logits and this step's keys/values.
+    fn step(
+        &self,
+        c: &DraftConfig,
+        embed: &Tensor<B, 2>,
+        hidden: Tensor<B, 3>,
+        tokens: Tensor<B, 2, Int>,
+        earlier: &[KeyValues<B>],
+        attn: &mut TttAttention,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>, KeyValues<B>) {
+        let [b, t, _] = hidden.dims();
+        let device = hidden.device();
         let d = c.hidden_size;
         let s = c.shape;
         let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
         let eps = c.rms_norm_eps;
-        let g = linear(taps, &self.fc);
         let e = embed
             .clone()
-            .select(0, next.reshape([b * t]))
+            .select(0, tokens.reshape([b * t]))
             .reshape([b, t, d]);
         let x = Tensor::cat(
             vec![
                 rms_norm(e, &self.input_norm.val(), eps),
-                rms_norm(g.clone(), &self.hidden_norm.val(), eps),
+                rms_norm(hidden.clone(), &self.hidden_norm.val(), eps),
             ],
             2,
         );
@@ -124,38 +224,31 @@ impl<B: Backend> TrainableEagle3<B> {
             let z2 = z.clone().slice([0..bb, 0..hh, 0..tt, dd / 2..dd]);
             z * cos.clone() + Tensor::cat(vec![z2.neg(), z1], 3) * sin.clone()
         };
-        let q = rope(
-            linear(x.clone(), &self.q_proj)
-                .reshape([b, t, h, hd])
-                .swap_dims(1, 2),
-        );
-        let k = rope(
-            linear(x.clone(), &self.k_proj)
-                .reshape([b, t, kvh, hd])
-                .swap_dims(1, 2),
-        );
-        let v = linear(x, &self.v_proj)
-            .reshape([b, t, kvh, hd])
-            .swap_dims(1, 2);
         let group = h / kvh;
         let widen = |z: Tensor<B, 4>| {
             z.unsqueeze_dim::<5>(2)
                 .expand([b, kvh, group, t, hd])
                 .reshape([b, h, t, hd])
         };
-        let hidden: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
-        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), &device)
-            .unsqueeze::<4>()
-            .expand([b, h, t, t]);
-        let scores = q
-            .matmul(widen(k).swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            .mask_fill(mask, f32::NEG_INFINITY);
-        let a = softmax(scores, 3)
-            .matmul(widen(v))
-            .swap_dims(1, 2)
-            .reshape([b, t, h * hd]);
-        let h1 = g + linear(a, &self.o_proj);
+        let q = rope(
+            linear(x.clone(), &self.q_proj)
+                .reshape([b, t, h, hd])
+                .swap_dims(1, 2),
+        );
+        let k = widen(rope(
+            linear(x.clone(), &self.k_proj)
+                .reshape([b, t, kvh, hd])
+                .swap_dims(1, 2),
+        ));
+        let v = widen(
+            linear(x, &self.v_proj)
+                .reshape([b, t, kvh, hd])
+                .swap_dims(1, 2),
+        );
+        let scale = 1.0 / (hd as f64).sqrt();
+        let a = attn.apply(q, &k, &v, earlier, scale);
+        let a = a.swap_dims(1, 2).reshape([b, t, h * hd]);
+        let h1 = hidden + linear(a, &self.o_proj);
         let m = rms_norm(h1.clone(), &self.post_attention_norm.val(), eps);
         let out = h1
             + linear(
@@ -163,7 +256,84 @@ impl<B: Backend> TrainableEagle3<B> {
                 &self.down_proj,
             );
         let logits = linear(rms_norm(out.clone(), &self.norm.val(), eps), &self.lm_head);
-        (out, logits)
+        (out, logits, (k, v))
+    }
+
+    /// The training-time-test loss `sum_k decay^k * loss_k` over `steps` unrolled steps.
+    ///
+    /// `ids: [b, T]` tokens; `taps: [b, T-1, 3d]` target features of positions `0..T-1`;
+    /// `target: [b, T, draft_vocab]` the target's logits restricted to the draft vocabulary (at
+    /// position `p`, the distribution of token `p + 1`); `valid: [b, T]` whether the target's argmax
+    /// at `p` lies in the draft vocabulary. Step `k` at position `j` reads token `j+1+k` and is
+    /// scored against the target at `j+1+k`; positions past the end or with `valid` false are
+    /// left out. Returns the loss and each step's (masked mean) loss value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ttt_loss(
+        &self,
+        c: &DraftConfig,
+        embed: &Tensor<B, 2>,
+        taps: Tensor<B, 3>,
+        ids: &[Vec<u32>],
+        target: Tensor<B, 3>,
+        valid: &[Vec<bool>],
+        steps: usize,
+        decay: f64,
+        attn: &mut TttAttention,
+    ) -> (Tensor<B, 1>, Vec<f64>) {
+        let [b, t, _] = taps.dims();
+        let device = taps.device();
+        let vd = c.draft_vocab_size;
+        let mut hidden = linear(taps, &self.fc);
+        let mut earlier: Vec<KeyValues<B>> = Vec::new();
+        let mut total: Option<Tensor<B, 1>> = None;
+        let mut per_step = Vec::new();
+        for k in 0..steps {
+            // Token j+1+k (0 where it does not exist) and the loss mask.
+            let mut toks = Vec::with_capacity(b * t);
+            let mut mask = Vec::with_capacity(b * t);
+            for (seq, ok) in ids.iter().zip(valid) {
+                for j in 0..t {
+                    let p = j + 1 + k;
+                    toks.push(seq.get(p).map_or(0, |&x| x as i64));
+                    mask.push((p < seq.len() && ok[p]) as i32 as f32);
+                }
+            }
+            let count: f32 = mask.iter().sum();
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [b, t]), &device);
+            let (out, logits, kv) = self.step(c, embed, hidden, tokens, &earlier, attn);
+            // Target rows j+1+k, padded past the end (masked out anyway).
+            let [_, tt, _] = target.dims();
+            let lo = (1 + k).min(tt);
+            let hi = (t + 1 + k).min(tt);
+            let mut rows = target.clone().slice([0..b, lo..hi, 0..vd]);
+            if hi - lo < t {
+                rows = Tensor::cat(
+                    vec![rows, Tensor::zeros([b, t - (hi - lo), vd], &device)],
+                    1,
+                );
+            }
+            let p = softmax(rows, 2);
+            let logq = burn::tensor::activation::log_softmax(logits, 2);
+            let ce = (p * logq).sum_dim(2).neg().reshape([b * t]);
+            let m = Tensor::<B, 1>::from_data(TensorData::new(mask, [b * t]), &device);
+            let loss_k = (ce * m).sum().div_scalar(count.max(1.0));
+            per_step.push(
+                loss_k
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .expect("f32")[0] as f64,
+            );
+            let weighted = loss_k.mul_scalar(decay.powi(k as i32));
+            total = Some(match total {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+            hidden = out;
+            earlier.push(kv);
+        }
+        (total.expect("steps >= 1"), per_step)
     }
 
     /// Write the official layout into `dir` (each file atomically).
