@@ -14,6 +14,8 @@ pub enum TrainCommand {
     Tokenizer(TokenizerArgs),
     /// Pretrain a Llama-architecture target from scratch and export it in the HF layout.
     Lm(LmArgs),
+    /// Train an EAGLE-3 head for a frozen target (training-time test), official layout.
+    Eagle3(Eagle3Args),
 }
 
 /// Arguments of `confu train tokenizer`.
@@ -62,6 +64,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             Ok(())
         }
         TrainCommand::Lm(a) => run_lm(a),
+        TrainCommand::Eagle3(a) => run_eagle3(a),
     }
 }
 
@@ -180,6 +183,124 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
     crate::plot::plot_loss(&log.steps, &a.out.join("loss.png"))?;
     eprintln!(
         "wrote {} (model, tokenizer, log.json, loss.png)",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Arguments of `confu train eagle3`.
+#[derive(Debug, Args)]
+pub struct Eagle3Args {
+    /// The frozen target (HF layout, with tokenizer.json).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Corpus folder with `train/*.txt`.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Output folder: the head in the official EAGLE-3 layout, checkpoints, log.json, loss.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optional JSON file {"train": {...}, "eagle3": {ttt_steps, decay, draft_vocab_size}}.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue from the checkpoint in OUT.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many tokens of training data.
+    #[arg(long)]
+    pub max_train_tokens: Option<usize>,
+}
+
+/// The `--config` file of `confu train eagle3`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Eagle3Config {
+    train: confu_train::pretrain::TrainSettings,
+    eagle3: confu_train::eagle3_train::Eagle3Settings,
+}
+
+pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
+    use confu_train::eagle3_train::train_eagle3;
+    use confu_train::pretrain::{tokenize_file, Control, Packed};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let cfg: Eagle3Config = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| confu_core::Error::io(p, e))?;
+            serde_json::from_str(&text).map_err(|e| confu_core::Error::Format {
+                path: p.clone(),
+                msg: e.to_string(),
+            })?
+        }
+        None => Eagle3Config::default(),
+    };
+    let device = Default::default();
+    let target =
+        confu_model::TargetModel::<backend_cpu::Cpu>::load(&a.target, backend_cpu::ops(), &device)?;
+    let tokenizer = confu_model::Tokenizer::from_dir(&a.target)?;
+    let t = &cfg.train;
+    if t.seq_len + 1 > target.config().max_position_embeddings {
+        return Err(confu_core::Error::invalid(
+            "train.seq_len",
+            t.seq_len,
+            "does not fit the target's max_position_embeddings",
+        ));
+    }
+    let files = corpus_files(&a.corpus)?;
+    let mut tokens = Vec::new();
+    for f in &files {
+        let left = a.max_train_tokens.map(|m| m.saturating_sub(tokens.len()));
+        if left == Some(0) {
+            break;
+        }
+        tokens.extend(tokenize_file(&tokenizer, f, left)?);
+    }
+    let data = Packed {
+        seq_len: t.seq_len,
+        tokens,
+    };
+    eprintln!(
+        "{} tokens -> {} sequences of {}",
+        data.tokens.len(),
+        data.len(),
+        t.seq_len + 1
+    );
+    let bar = ProgressBar::new(t.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let mut first = None;
+    let tokens_per_step = (t.batch_size * t.seq_len) as f64;
+    let trained = train_eagle3(
+        &target,
+        t,
+        &cfg.eagle3,
+        &data,
+        &a.out,
+        a.resume,
+        |step, loss, lr| {
+            let done = *first.get_or_insert(step);
+            let rate = tokens_per_step * (step + 1 - done) as f64 / started.elapsed().as_secs_f64();
+            bar.set_position(step as u64 + 1);
+            bar.set_message(format!("loss {loss:.3} lr {lr:.2e} {rate:.0} tok/s"));
+            Control::Continue
+        },
+    )?;
+    bar.finish();
+    let c = target.config();
+    trained.export(c.bos_token_id, c.eos_token_ids.first().copied(), &a.out)?;
+    let log = &trained.log;
+    crate::write_atomic(
+        &a.out.join("log.json"),
+        serde_json::to_string_pretty(log).expect("json").as_bytes(),
+    )?;
+    crate::plot::plot_loss(&log.steps, &a.out.join("loss.png"))?;
+    eprintln!(
+        "wrote {} (EAGLE-3 head, log.json, loss.png)",
         a.out.display()
     );
     Ok(())

@@ -5,6 +5,7 @@
 //! through the frozen target), with checkpoints and resume. So far: the tokenizer trainer.
 
 pub mod eagle3;
+pub mod eagle3_train;
 pub mod lm;
 pub mod pretrain;
 pub mod tokenizer;

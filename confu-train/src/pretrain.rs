@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::Backend;
@@ -276,7 +276,7 @@ pub enum Control {
 type Ad<B> = Autodiff<B>;
 
 /// Checkpoint files inside `out/checkpoint/`.
-fn checkpoint_dir(out: &Path) -> PathBuf {
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
@@ -303,7 +303,6 @@ pub fn pretrain<B: Backend>(
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let mut model = TrainableLm::<Ad<B>>::init(config, settings.seed, device)?;
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
@@ -315,26 +314,9 @@ pub fn pretrain<B: Backend>(
     let mut start = 0;
     let ckpt = checkpoint_dir(out);
     if resume {
-        let state_path = ckpt.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-        log = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: state_path.clone(),
-            msg: e.to_string(),
-        })?;
+        let (m, o, l) = load_checkpoint::<B, _, _>(model, optim, &ckpt, device)?;
+        (model, optim, log) = (m, o, l);
         start = log.steps.last().map_or(0, |s| s.0 + 1);
-        model = model
-            .load_file(ckpt.join("model"), &recorder, device)
-            .map_err(|e| Error::Format {
-                path: ckpt.join("model.bin"),
-                msg: e.to_string(),
-            })?;
-        let record = recorder
-            .load(ckpt.join("optim"), device)
-            .map_err(|e| Error::Format {
-                path: ckpt.join("optim.bin"),
-                msg: e.to_string(),
-            })?;
-        optim = optim.load_record(record);
     }
     let t0 = std::time::Instant::now();
     let n = settings.seq_len + 1;
@@ -362,7 +344,7 @@ pub fn pretrain<B: Backend>(
         let last = step + 1 == settings.steps;
         let stop = on_step(step, value, lr) == Control::Stop;
         if (step + 1) % settings.checkpoint_every == 0 || last || stop {
-            save_checkpoint(&model, &optim, &log, &ckpt, &recorder)?;
+            save_checkpoint::<B, _, _>(&model, &optim, &log, &ckpt)?;
         }
         if stop {
             break;
@@ -372,15 +354,44 @@ pub fn pretrain<B: Backend>(
     Ok((model.valid(), log))
 }
 
-fn save_checkpoint<B: Backend, O: Optimizer<TrainableLm<Ad<B>>, Ad<B>>>(
-    model: &TrainableLm<Ad<B>>,
+/// Restore model, optimizer state and log from `ckpt`.
+pub fn load_checkpoint<B: Backend, M: AutodiffModule<Ad<B>>, O: Optimizer<M, Ad<B>>>(
+    model: M,
+    optim: O,
+    ckpt: &Path,
+    device: &B::Device,
+) -> Result<(M, O, TrainLog)> {
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let state_path = ckpt.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let log: TrainLog = serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: state_path.clone(),
+        msg: e.to_string(),
+    })?;
+    let model = model
+        .load_file(ckpt.join("model"), &recorder, device)
+        .map_err(|e| Error::Format {
+            path: ckpt.join("model.bin"),
+            msg: e.to_string(),
+        })?;
+    let record = recorder
+        .load(ckpt.join("optim"), device)
+        .map_err(|e| Error::Format {
+            path: ckpt.join("optim.bin"),
+            msg: e.to_string(),
+        })?;
+    Ok((model, optim.load_record(record), log))
+}
+
+/// Write model, optimizer state and log to `ckpt` so that a kill never leaves a half-written
+/// checkpoint: a complete new one is written beside the old one, then swapped in.
+pub fn save_checkpoint<B: Backend, M: AutodiffModule<Ad<B>>, O: Optimizer<M, Ad<B>>>(
+    model: &M,
     optim: &O,
     log: &TrainLog,
     ckpt: &Path,
-    recorder: &BinFileRecorder<FullPrecisionSettings>,
 ) -> Result<()> {
-    // Write a complete new checkpoint beside the old one, then swap, so a kill never leaves a
-    // half-written checkpoint behind.
+    let recorder = &BinFileRecorder::<FullPrecisionSettings>::new();
     let tmp = ckpt.with_extension("tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
