@@ -94,9 +94,8 @@ pub struct LmArgs {
 
 pub fn run_lm(a: LmArgs) -> Result<()> {
     use confu_train::pretrain::{
-        evaluate_dev, pretrain, tokenize_file, Control, LmTrainConfig, Packed,
+        evaluate_dev, pack_corpus, pretrain, tokenize_file, LmTrainConfig,
     };
-    use indicatif::{ProgressBar, ProgressStyle};
 
     let cfg = LmTrainConfig::from_file(&a.config)?;
     let tokenizer = confu_model::Tokenizer::from_dir(&a.tokenizer)?;
@@ -104,18 +103,7 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
     let t = &cfg.train;
     let files = corpus_files(&a.corpus)?;
     eprintln!("tokenizing {} training files...", files.len());
-    let mut tokens = Vec::new();
-    for f in &files {
-        let left = a.max_train_tokens.map(|m| m.saturating_sub(tokens.len()));
-        if left == Some(0) {
-            break;
-        }
-        tokens.extend(tokenize_file(&tokenizer, f, left)?);
-    }
-    let data = Packed {
-        seq_len: t.seq_len,
-        tokens,
-    };
+    let data = pack_corpus(&tokenizer, &files, t.seq_len, a.max_train_tokens)?;
     eprintln!(
         "{} tokens -> {} sequences of {}; model {:.2} M parameters",
         data.tokens.len(),
@@ -123,17 +111,8 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
         t.seq_len + 1,
         model_config.num_parameters() as f64 / 1e6
     );
-    let bar = ProgressBar::new(t.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, eta {eta}",
-        )
-        .expect("valid template"),
-    );
     let device = Default::default();
-    let started = Instant::now();
-    let mut first = None;
-    let tokens_per_step = (t.batch_size * t.seq_len) as f64;
+    let mut progress = StepProgress::new(t.steps, t.batch_size * t.seq_len);
     let (model, mut log) = pretrain::<backend_cpu::Cpu>(
         &model_config,
         t,
@@ -141,15 +120,9 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
         &a.out,
         a.resume,
         &device,
-        |step, loss, lr| {
-            let done = *first.get_or_insert(step);
-            let rate = tokens_per_step * (step + 1 - done) as f64 / started.elapsed().as_secs_f64();
-            bar.set_position(step as u64 + 1);
-            bar.set_message(format!("loss {loss:.3} lr {lr:.2e} {rate:.0} tok/s"));
-            Control::Continue
-        },
+        |step, loss, lr| progress.update(step, loss, lr),
     )?;
-    bar.finish();
+    progress.finish();
 
     let dev_dir = a.corpus.join("dev");
     if let Ok(dev_files) = corpus_files(&dev_dir) {
@@ -221,8 +194,7 @@ struct Eagle3Config {
 
 pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
     use confu_train::eagle3_train::train_eagle3;
-    use confu_train::pretrain::{tokenize_file, Control, Packed};
-    use indicatif::{ProgressBar, ProgressStyle};
+    use confu_train::pretrain::pack_corpus;
 
     let cfg: Eagle3Config = match &a.config {
         Some(p) => {
@@ -247,34 +219,14 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
         ));
     }
     let files = corpus_files(&a.corpus)?;
-    let mut tokens = Vec::new();
-    for f in &files {
-        let left = a.max_train_tokens.map(|m| m.saturating_sub(tokens.len()));
-        if left == Some(0) {
-            break;
-        }
-        tokens.extend(tokenize_file(&tokenizer, f, left)?);
-    }
-    let data = Packed {
-        seq_len: t.seq_len,
-        tokens,
-    };
+    let data = pack_corpus(&tokenizer, &files, t.seq_len, a.max_train_tokens)?;
     eprintln!(
         "{} tokens -> {} sequences of {}",
         data.tokens.len(),
         data.len(),
         t.seq_len + 1
     );
-    let bar = ProgressBar::new(t.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    let started = Instant::now();
-    let mut first = None;
-    let tokens_per_step = (t.batch_size * t.seq_len) as f64;
+    let mut progress = StepProgress::new(t.steps, t.batch_size * t.seq_len);
     let trained = train_eagle3(
         &target,
         t,
@@ -282,15 +234,9 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
         &data,
         &a.out,
         a.resume,
-        |step, loss, lr| {
-            let done = *first.get_or_insert(step);
-            let rate = tokens_per_step * (step + 1 - done) as f64 / started.elapsed().as_secs_f64();
-            bar.set_position(step as u64 + 1);
-            bar.set_message(format!("loss {loss:.3} lr {lr:.2e} {rate:.0} tok/s"));
-            Control::Continue
-        },
+        |step, loss, lr| progress.update(step, loss, lr),
     )?;
-    bar.finish();
+    progress.finish();
     let c = target.config();
     trained.export(c.bos_token_id, c.eos_token_ids.first().copied(), &a.out)?;
     let log = &trained.log;
@@ -304,4 +250,44 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// Progress bar of a training run: loss, learning rate, tokens/s, ETA.
+struct StepProgress {
+    bar: indicatif::ProgressBar,
+    started: Instant,
+    first: Option<usize>,
+    tokens_per_step: f64,
+}
+
+impl StepProgress {
+    fn new(steps: usize, tokens_per_step: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(steps as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        Self {
+            bar,
+            started: Instant::now(),
+            first: None,
+            tokens_per_step: tokens_per_step as f64,
+        }
+    }
+
+    fn update(&mut self, step: usize, loss: f32, lr: f64) -> confu_train::pretrain::Control {
+        let first = *self.first.get_or_insert(step);
+        let rate =
+            self.tokens_per_step * (step + 1 - first) as f64 / self.started.elapsed().as_secs_f64();
+        self.bar.set_position(step as u64 + 1);
+        self.bar
+            .set_message(format!("loss {loss:.3} lr {lr:.2e} {rate:.0} tok/s"));
+        confu_train::pretrain::Control::Continue
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
 }

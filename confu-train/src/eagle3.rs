@@ -17,7 +17,7 @@ use confu_draft::DraftConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::lm::{normal, ones, write_atomic};
+use crate::lm::{causal_hidden, linear, normal, ones, rope, write_atomic};
 
 /// Choose the draft vocabulary: the `size` most frequent target ids (ties: smaller id first),
 /// sorted ascending. Returns the official `d2t` offsets and the `t2d` mask.
@@ -63,12 +63,6 @@ impl TttAttention {
     ) -> Tensor<B, 4> {
         let [b, h, t, _] = q.dims();
         let device = q.device();
-        let causal = |t: usize| {
-            let hidden: Vec<bool> = (0..t * t).map(|i| i % t > i / t).collect();
-            Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), &device)
-                .unsqueeze::<4>()
-                .expand([b, h, t, t])
-        };
         // Step 0's keys are `earlier[0]` (or this step's own keys at step 0); later steps add one
         // key per position: their own position only.
         let all: Vec<KeyValues<B>> = earlier
@@ -83,7 +77,7 @@ impl TttAttention {
                     .clone()
                     .matmul(k0.clone().swap_dims(2, 3))
                     .mul_scalar(scale)
-                    .mask_fill(causal(t), f32::NEG_INFINITY)];
+                    .mask_fill(causal_hidden::<B>(b, h, t, &device), f32::NEG_INFINITY)];
                 for (ki, _) in &all[1..] {
                     scores.push((q.clone() * ki.clone()).sum_dim(3).mul_scalar(scale));
                 }
@@ -137,10 +131,6 @@ pub struct TrainableEagle3<B: Backend> {
     pub down_proj: Param<Tensor<B, 2>>,
     pub norm: Param<Tensor<B, 1>>,
     pub lm_head: Param<Tensor<B, 2>>,
-}
-
-fn linear<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 2>>) -> Tensor<B, 3> {
-    x.matmul(w.val().transpose().unsqueeze::<3>())
 }
 
 impl<B: Backend> TrainableEagle3<B> {
@@ -218,12 +208,6 @@ impl<B: Backend> TrainableEagle3<B> {
         let (cos, sin) =
             confu_model::rope_tables::<B>(&c.rope, &c.rope.inv_freq(), &positions, &device);
         let (cos, sin) = (cos.unsqueeze::<4>(), sin.unsqueeze::<4>());
-        let rope = |z: Tensor<B, 4>| {
-            let [bb, hh, tt, dd] = z.dims();
-            let z1 = z.clone().slice([0..bb, 0..hh, 0..tt, 0..dd / 2]);
-            let z2 = z.clone().slice([0..bb, 0..hh, 0..tt, dd / 2..dd]);
-            z * cos.clone() + Tensor::cat(vec![z2.neg(), z1], 3) * sin.clone()
-        };
         let group = h / kvh;
         let widen = |z: Tensor<B, 4>| {
             z.unsqueeze_dim::<5>(2)
@@ -234,11 +218,15 @@ impl<B: Backend> TrainableEagle3<B> {
             linear(x.clone(), &self.q_proj)
                 .reshape([b, t, h, hd])
                 .swap_dims(1, 2),
+            &cos,
+            &sin,
         );
         let k = widen(rope(
             linear(x.clone(), &self.k_proj)
                 .reshape([b, t, kvh, hd])
                 .swap_dims(1, 2),
+            &cos,
+            &sin,
         ));
         let v = widen(
             linear(x, &self.v_proj)

@@ -65,15 +65,33 @@ pub fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
 }
 
 /// `x @ w^T` for batched `x: [b, t, in]`.
-fn linear<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 2>>) -> Tensor<B, 3> {
+pub(crate) fn linear<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 2>>) -> Tensor<B, 3> {
     x.matmul(w.val().transpose().unsqueeze::<3>())
 }
 
-fn rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+/// Rotate-half RoPE on `[b, heads, t, head_dim]` with `[1, 1, t, head_dim]` tables.
+pub(crate) fn rope<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let [b, h, t, d] = x.dims();
     let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
     let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
     x * cos.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * sin.clone()
+}
+
+/// `[b, h, t, t]`, true where a query may not attend (a later position).
+pub(crate) fn causal_hidden<B: Backend>(
+    b: usize,
+    h: usize,
+    t: usize,
+    device: &B::Device,
+) -> Tensor<B, 4, Bool> {
+    let hidden: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
+    Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), device)
+        .unsqueeze::<4>()
+        .expand([b, h, t, t])
 }
 
 impl<B: Backend> TrainableLm<B> {
@@ -128,10 +146,7 @@ impl<B: Backend> TrainableLm<B> {
         let (cos, sin) =
             confu_model::rope_tables::<B>(&c.rope, &c.rope.inv_freq(), &positions, &device);
         let (cos, sin) = (cos.unsqueeze::<4>(), sin.unsqueeze::<4>());
-        let hidden: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
-        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), &device)
-            .unsqueeze::<4>()
-            .expand([b, h, t, t]);
+        let mask = causal_hidden::<B>(b, h, t, &device);
         let scale = 1.0 / (hd as f64).sqrt();
         for l in &self.layers {
             let n = rms_norm(x.clone(), &l.input_norm.val(), eps);

@@ -234,6 +234,25 @@ pub fn tokenize_file(tokenizer: &Tokenizer, path: &Path, limit: Option<usize>) -
     Ok(out)
 }
 
+/// Tokenize `files` in order (stopping after `max_tokens` if given) and pack the stream into
+/// sequences of `seq_len + 1` tokens.
+pub fn pack_corpus(
+    tokenizer: &Tokenizer,
+    files: &[PathBuf],
+    seq_len: usize,
+    max_tokens: Option<usize>,
+) -> Result<Packed> {
+    let mut tokens = Vec::new();
+    for f in files {
+        let left = max_tokens.map(|m| m.saturating_sub(tokens.len()));
+        if left == Some(0) {
+            break;
+        }
+        tokens.extend(tokenize_file(tokenizer, f, left)?);
+    }
+    Ok(Packed { seq_len, tokens })
+}
+
 /// The sequence indices of `step`'s batch: a seeded shuffle per epoch, so any step's batch can be
 /// recomputed on resume.
 pub fn batch_indices(num_seqs: usize, batch: usize, seed: u64, step: usize) -> Vec<usize> {

@@ -1,40 +1,21 @@
 //! The trainable EAGLE-3 head exports in the official layout, loads with
 //! `confu_draft::Eagle3Head::load` next to an exported target, and computes the same forward.
 
+mod common;
+
 use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::tensor::{Int, Tensor, TensorData};
-use confu_core::{RopeConfig, RopeScaling, Visibility};
+use confu_core::Visibility;
 use confu_draft::{DraftConfig, Eagle3Head};
-use confu_model::{Architecture, ModelConfig, TargetModel};
+use confu_model::TargetModel;
 use confu_train::eagle3::{draft_vocab_from_counts, TrainableEagle3};
 use confu_train::lm::TrainableLm;
 
 #[test]
 fn exported_head_loads_and_matches() {
-    let c = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 40,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 3,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        max_position_embeddings: 64,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        rope: RopeConfig {
-            head_dim: 8,
-            theta: 10000.0,
-            scaling: RopeScaling::None,
-        },
-        bos_token_id: Some(0),
-        eos_token_ids: vec![1],
-        declared_dtype: None,
-    };
+    let c = common::tiny_llama(40, 32, 64, 3, 4, 2, 64);
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
     let target_dir = dir.path().join("target");

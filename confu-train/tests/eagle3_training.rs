@@ -1,41 +1,21 @@
 //! A tiny EAGLE-3 training run against a frozen target: the loss goes down, a stopped run resumes
 //! onto the same loss curve, and the exported head loads and drafts for the target.
 
+mod common;
+
 use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use confu::{DraftMode, Engine, GenerationConfig};
-use confu_core::{RopeConfig, RopeScaling};
 use confu_draft::{Eagle3Head, TreeSettings};
-use confu_model::{Architecture, ModelConfig, TargetModel};
+use confu_model::TargetModel;
 use confu_train::eagle3_train::{train_eagle3, Eagle3Settings};
 use confu_train::lm::TrainableLm;
 use confu_train::pretrain::{Control, Packed, TrainSettings};
 
 #[test]
 fn eagle3_training_runs_resumes_and_exports() {
-    let c = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 30,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_hidden_layers: 4,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        max_position_embeddings: 64,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        rope: RopeConfig {
-            head_dim: 8,
-            theta: 10000.0,
-            scaling: RopeScaling::None,
-        },
-        bos_token_id: Some(0),
-        eos_token_ids: vec![1],
-        declared_dtype: None,
-    };
+    let c = common::tiny_llama(30, 16, 32, 4, 2, 1, 64);
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
     TrainableLm::<Cpu>::init(&c, 1, &device)

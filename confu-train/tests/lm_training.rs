@@ -1,41 +1,21 @@
 //! A tiny end-to-end run of the trainable target: AdamW steps lower the loss, the export loads in
 //! `confu-model` with the same logits as the training model, and the engine generates from it.
 
+mod common;
+
 use backend_cpu::Cpu;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use confu::{Engine, GenerationConfig};
-use confu_core::{RopeConfig, RopeScaling};
-use confu_model::{Architecture, LogitRows, ModelConfig, TargetModel};
+use confu_model::{LogitRows, ModelConfig, TargetModel};
 use confu_train::lm::TrainableLm;
 
 type Train = Autodiff<Cpu>;
 
 fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 40,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        max_position_embeddings: 64,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        rope: RopeConfig {
-            head_dim: 8,
-            theta: 10000.0,
-            scaling: RopeScaling::None,
-        },
-        bos_token_id: Some(0),
-        eos_token_ids: vec![1],
-        declared_dtype: None,
-    }
+    common::tiny_llama(40, 32, 64, 2, 4, 2, 64)
 }
 
 #[test]

@@ -1,36 +1,16 @@
 //! A run killed after a checkpoint and resumed continues the same loss curve as an uninterrupted
 //! run (same data order, same optimizer state), and the loss goes down.
 
+mod common;
+
 use backend_cpu::Cpu;
-use confu_core::{RopeConfig, RopeScaling};
-use confu_model::{Architecture, ModelConfig};
+use confu_model::ModelConfig;
 use confu_train::pretrain::{
     batch_indices, learning_rate, pretrain, Control, Packed, TrainSettings,
 };
 
 fn config() -> ModelConfig {
-    ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 30,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        max_position_embeddings: 32,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        rope: RopeConfig {
-            head_dim: 8,
-            theta: 10000.0,
-            scaling: RopeScaling::None,
-        },
-        bos_token_id: Some(0),
-        eos_token_ids: vec![1],
-        declared_dtype: None,
-    }
+    common::tiny_llama(30, 16, 32, 2, 2, 1, 32)
 }
 
 fn data() -> Packed {
