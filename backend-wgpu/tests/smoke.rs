@@ -1,34 +1,18 @@
 //! WGPU smoke test: a forward of a fixture model on the WGPU backend equals the CPU result.
-//! CI runs it on Mesa's software Vulkan driver (installed by `.ci/setup`).
+//! CI runs it on Mesa's software Vulkan driver (installed by `scripts/setup.sh`).
 
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use confu_core::{kv_cache::Region, Visibility};
-use confu_model::{ForwardRequest, LogitRows, ModelInput, TargetModel};
+use confu_core::ToHost;
+use confu_model::{LogitRows, TargetModel};
 
 fn logits<B: Backend>(model: &TargetModel<B>, ids: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache(0, ids.len());
-    let positions: Vec<usize> = (0..ids.len()).collect();
     let out = model
-        .forward(
-            &mut cache,
-            ForwardRequest {
-                input: ModelInput::Ids(ids),
-                positions: &positions,
-                visibility: &Visibility::causal(0, 0, ids.len()),
-                logits: LogitRows::All,
-                taps: &[],
-                region: Region::Main,
-            },
-        )
+        .forward_causal(&mut cache, ids, LogitRows::All, &[])
         .unwrap();
-    out.logits
-        .unwrap()
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .unwrap()
+    out.logits.unwrap().to_host()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! them on this machine, measured in the same run: the memory-bandwidth floor of a decode step
 //! (weight bytes ÷ measured read bandwidth) and the matmul rate a prefill can at best reach.
 
+use confu_core::ToHost;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -228,13 +229,7 @@ impl Job for DecodeArgs {
             let mut token = 1u32;
             for _ in 0..self.new_tokens {
                 let out = model.forward_causal(&mut cache, &[token], LogitRows::Last, &[])?;
-                let logits: Vec<f32> = out
-                    .logits
-                    .expect("requested")
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .expect("f32");
+                let logits: Vec<f32> = out.logits.expect("requested").to_host();
                 token = confu_core::sampling::argmax(&logits) as u32;
             }
             let d = t.elapsed().as_secs_f64() / self.new_tokens as f64;

@@ -14,6 +14,7 @@
 //! Nothing here names a concrete backend: components are generic over burn's `Backend`.
 
 pub mod error;
+pub mod host;
 pub mod kv_cache;
 pub mod ops;
 pub mod rope;
@@ -22,6 +23,7 @@ pub mod tree;
 pub mod visibility;
 
 pub use error::{Error, Result};
+pub use host::{host_rows, ToHost};
 pub use kv_cache::{DenseKvCache, KvCache};
 pub use ops::{Ops, PortableOps};
 pub use rope::{RopeConfig, RopeScaling};

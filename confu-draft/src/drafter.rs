@@ -5,6 +5,7 @@
 //! each verification the drafter receives the accepted nodes' features paired with the accepted
 //! drafts followed by the bonus token; everything written while expanding a tree is dropped.
 
+use confu_core::ToHost;
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
@@ -71,13 +72,7 @@ impl<B: Backend> Eagle3Drafter<B> {
             &vis,
         )?;
         let last = out.hidden.narrow(0, n - 1, 1);
-        let logits: Vec<f32> = out
-            .logits
-            .narrow(0, n - 1, 1)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32");
+        let logits: Vec<f32> = out.logits.narrow(0, n - 1, 1).to_host();
         self.last_hidden = Some(last);
         self.last_logp = log_softmax(&logits);
         Ok(())
@@ -148,12 +143,7 @@ impl<B: Backend> Eagle3Drafter<B> {
                 states = Some(out.hidden);
                 ancestors = anc;
                 let v = head.config.draft_vocab_size;
-                let flat: Vec<f32> = out
-                    .logits
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .expect("f32");
+                let flat: Vec<f32> = out.logits.to_host();
                 Ok(flat.chunks(v).map(log_softmax).collect())
             },
         );

@@ -5,6 +5,7 @@
 //! The equations are those of `confu_draft::Eagle3Head` (see there), in batched form for autodiff.
 //! The token embedding is the frozen target's and is passed in, never trained or stored.
 
+use confu_core::ToHost;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -305,14 +306,7 @@ impl<B: Backend> TrainableEagle3<B> {
             let ce = (p * logq).sum_dim(2).neg().reshape([b * t]);
             let m = Tensor::<B, 1>::from_data(TensorData::new(mask, [b * t]), &device);
             let loss_k = (ce * m).sum().div_scalar(count.max(1.0));
-            per_step.push(
-                loss_k
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .expect("f32")[0] as f64,
-            );
+            per_step.push(loss_k.clone().to_host()[0] as f64);
             let weighted = loss_k.mul_scalar(decay.powi(k as i32));
             total = Some(match total {
                 Some(acc) => acc + weighted,
@@ -355,7 +349,7 @@ impl<B: Backend> TrainableEagle3<B> {
             } else {
                 t.dims().to_vec()
             };
-            let data: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32");
+            let data: Vec<f32> = t.to_host();
             blobs.insert(
                 name.into(),
                 (

@@ -3,6 +3,7 @@
 //! trained on burn's autodiff backend with the training-time test, AdamW (0.9, 0.95) and gradient
 //! clipping, with the same checkpoint / exact-resume machinery as LM pretraining.
 
+use confu_core::ToHost;
 use std::path::Path;
 
 use burn::backend::Autodiff;
@@ -80,13 +81,7 @@ fn target_pass<B: Backend>(
     let mut cache = target.new_cache(0, seq.len());
     let out = target.forward_causal(&mut cache, seq, LogitRows::All, &taps)?;
     let v = c.vocab_size;
-    let logits: Vec<f32> = out
-        .logits
-        .expect("requested")
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("f32");
+    let logits: Vec<f32> = out.logits.expect("requested").to_host();
     let mut target_rows = Vec::with_capacity(seq.len() * draft_ids.len());
     let mut valid = Vec::with_capacity(seq.len());
     for row in logits.chunks(v) {
@@ -98,13 +93,7 @@ fn target_pass<B: Backend>(
     let feats: Vec<Vec<f32>> = out
         .taps
         .into_iter()
-        .map(|t| {
-            t.narrow(0, 0, n)
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .expect("f32")
-        })
+        .map(|t| t.narrow(0, 0, n).to_host())
         .collect();
     let d = c.hidden_size;
     let mut taps_flat = Vec::with_capacity(n * 3 * d);
@@ -204,12 +193,7 @@ pub fn train_eagle3<B: Backend>(
             eagle.decay,
             &mut attn,
         );
-        let value: f32 = loss
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32")[0];
+        let value: f32 = loss.clone().to_host()[0];
         if !value.is_finite() {
             return Err(Error::invalid(
                 "training loss",

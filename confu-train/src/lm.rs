@@ -4,6 +4,7 @@
 //! the Hugging Face layout (`config.json` classic form + `model.safetensors`) that `confu-model`
 //! and transformers load unchanged.
 
+use confu_core::ToHost;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -203,10 +204,7 @@ impl<B: Backend> TrainableLm<B> {
         let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
         let mut put = |name: String, t: Tensor<B, 2>| {
             let shape = t.dims().to_vec();
-            tensors.insert(
-                name,
-                (shape, t.into_data().convert::<f32>().to_vec().expect("f32")),
-            );
+            tensors.insert(name, (shape, t.to_host()));
         };
         put("model.embed_tokens.weight".into(), self.embed_tokens.val());
         put("lm_head.weight".into(), self.lm_head.val());

@@ -6,6 +6,7 @@
 //! checkpoint holds the model, the optimizer state and the step, so a resumed run continues the
 //! very same loss curve.
 
+use confu_core::ToHost;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
@@ -456,12 +457,7 @@ pub fn evaluate_dev<B: Backend>(
             TensorData::new(ids[..seq_len].to_vec(), [1, seq_len]),
             device,
         );
-        let logits: Vec<f32> = model
-            .forward(config, input)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32");
+        let logits: Vec<f32> = model.forward(config, input).to_host();
         let v = config.vocab_size;
         for (p, row) in logits.chunks(v).enumerate() {
             let target = seq[p + 1] as usize;

@@ -37,15 +37,7 @@ pub fn verify_tree<B: Backend>(
             region: Region::Main,
         },
     )?;
-    let v = target.config().vocab_size;
-    let flat: Vec<f32> = out
-        .logits
-        .expect("logits requested")
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("f32 logits");
-    let logits = flat.chunks(v).map(|c| c.to_vec()).collect();
+    let logits = confu_core::host_rows(out.logits.expect("logits requested"));
     let features = (!out.taps.is_empty()).then(|| Tensor::cat(out.taps, 1));
     Ok(TreeVerification {
         logits,

@@ -116,7 +116,7 @@ impl<B: Backend> Engine<B> {
         let out = self
             .target
             .forward_causal(&mut cache, prompt, LogitRows::Last, &taps)?;
-        let logits = host_rows(out.logits.expect("requested"), c.vocab_size);
+        let logits = confu_core::host_rows(out.logits.expect("requested"));
         let mut root = sampler.sample(&logits[0]) as u32;
         if let Some(d) = drafter.as_mut() {
             let next: Vec<u32> = prompt[1..].iter().copied().chain([root]).collect();
@@ -236,10 +236,4 @@ impl<B: Backend> Engine<B> {
             sample_accept(tree, |n| filtered_probs(&logits[n], &params), sampler)
         }
     }
-}
-
-/// A `[rows, vocab]` tensor as host rows.
-fn host_rows<B: Backend>(t: Tensor<B, 2>, vocab: usize) -> Vec<Vec<f32>> {
-    let flat: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 logits");
-    flat.chunks(vocab).map(|c| c.to_vec()).collect()
 }
