@@ -43,8 +43,10 @@ impl Ops<Cpu> for CpuOps {
         }
         let device = x.device();
         let x_host = host_f32(x);
+        let xs: Vec<&[f32]> = x_host.chunks_exact(inner).collect();
         let mut result = vec![0f32; out * rows];
-        // Computed as [out, rows] so each task owns a contiguous piece, then transposed.
+        // Computed as [out, rows] so each task owns a contiguous piece, then transposed. Each
+        // weight row is loaded once for up to four input rows.
         result
             .par_chunks_mut(GEMV_CHUNK * rows)
             .enumerate()
@@ -52,8 +54,8 @@ impl Ops<Cpu> for CpuOps {
                 let first = chunk * GEMV_CHUNK;
                 for (j, outs) in dst.chunks_mut(rows).enumerate() {
                     let w_row = &w_data[(first + j) * inner..(first + j + 1) * inner];
-                    for (r, o) in outs.iter_mut().enumerate() {
-                        *o = dot(&x_host[r * inner..(r + 1) * inner], w_row);
+                    for (block, o) in xs.chunks(4).zip(outs.chunks_mut(4)) {
+                        dots(block, w_row, o);
                     }
                 }
             });
@@ -196,14 +198,35 @@ impl<'a> Strided<'a> {
 /// body is also compiled for AVX2+FMA and picked at run time (the portable build targets SSE2).
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut out = [0f32];
+    dots(&[a], b, &mut out);
+    out[0]
+}
+
+/// `out[r] = dot(xs[r], w)` for up to four rows, loading each piece of `w` once for all of them.
+/// Every row keeps its own 16 accumulators and the summation order of [`dot_body`], so a row's
+/// result is bit-identical whichever rows share the call (the property the readiness tests and
+/// ConFu's hidden rows rely on).
+#[inline]
+fn dots(xs: &[&[f32]], w: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            return unsafe { dot_avx2(a, b) };
+            unsafe {
+                match xs.len() {
+                    1 => dots_avx2::<1>(xs, w, out),
+                    2 => dots_avx2::<2>(xs, w, out),
+                    3 => dots_avx2::<3>(xs, w, out),
+                    _ => dots_avx2::<4>(xs, w, out),
+                }
+            }
+            return;
         }
     }
-    dot_body(a, b)
+    for (x, o) in xs.iter().zip(out.iter_mut()) {
+        *o = dot_body(x, w);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -213,10 +236,44 @@ fn has_avx2_fma() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
+/// [`dots`] for `R` rows with AVX2 FMA: lanes 0..8 and 8..16 of a row's accumulators live in
+/// two registers, so `R = 4` keeps 8 accumulators and the two weight registers in the 16 ymm
+/// registers. Lane `i` sees exactly the fused multiply-adds of `dot_body`'s `acc[i]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_body(a, b)
+unsafe fn dots_avx2<const R: usize>(xs: &[&[f32]], w: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let n = w.len();
+    let body = n - n % L;
+    let mut lo = [_mm256_setzero_ps(); R];
+    let mut hi = [_mm256_setzero_ps(); R];
+    let mut i = 0;
+    while i < body {
+        // SAFETY: i + 16 <= body <= n, and every row has n elements.
+        let w0 = _mm256_loadu_ps(w.as_ptr().add(i));
+        let w1 = _mm256_loadu_ps(w.as_ptr().add(i + 8));
+        for r in 0..R {
+            let x = xs[r].as_ptr().add(i);
+            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, lo[r]);
+            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8)), w1, hi[r]);
+        }
+        i += L;
+    }
+    for r in 0..R {
+        let mut acc = [0f32; L];
+        _mm256_storeu_ps(acc.as_mut_ptr(), lo[r]);
+        _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi[r]);
+        let mut tail = 0f32;
+        for (x, y) in xs[r][body..].iter().zip(&w[body..]) {
+            tail = x.mul_add(*y, tail);
+        }
+        let mut s = 0f32;
+        for v in acc {
+            s += v;
+        }
+        out[r] = s + tail;
+    }
 }
 
 #[inline(always)]
@@ -271,6 +328,39 @@ mod tests {
             let ours = CpuOps.linear(x.clone(), &w);
             let theirs = Ops::<Cpu>::linear(&PortableOps, x, &w);
             assert!(close(ours, theirs) < 1e-4, "rows {rows}");
+        }
+    }
+
+    #[test]
+    fn gemv_rows_are_bit_identical_whatever_rows_share_the_call() {
+        let x = tensor([7, 67], 4);
+        let w = tensor([50, 67], 5);
+        let all: Vec<f32> = CpuOps.linear(x.clone(), &w).into_data().to_vec().unwrap();
+        for r in 0..7 {
+            let one: Vec<f32> = CpuOps
+                .linear(x.clone().slice([r..r + 1, 0..67]), &w)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            assert_eq!(one, all[r * 50..(r + 1) * 50], "row {r}");
+            let scalar: Vec<f32> = (0..50)
+                .map(|j| {
+                    let xr: Vec<f32> = x
+                        .clone()
+                        .slice([r..r + 1, 0..67])
+                        .into_data()
+                        .to_vec()
+                        .unwrap();
+                    let wj: Vec<f32> = w
+                        .clone()
+                        .slice([j..j + 1, 0..67])
+                        .into_data()
+                        .to_vec()
+                        .unwrap();
+                    dot_body(&xr, &wj)
+                })
+                .collect();
+            assert_eq!(one, scalar, "row {r}: SIMD kernel differs from dot_body");
         }
     }
 

@@ -12,14 +12,15 @@ use confu_model::{TargetModel, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Job;
-use crate::generate::DraftArgs;
+use crate::generate::{resolve_model, DraftArgs};
 
 /// Arguments of `confu eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Hugging Face checkpoint folder of the target.
+    /// Hugging Face checkpoint folder of the target. Default: the embedded testbed model with its
+    /// EAGLE-3 head.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Spec-Bench `question.jsonl` (question_id, category, turns).
     #[arg(long)]
     pub prompts: PathBuf,
@@ -67,16 +68,17 @@ impl Job for EvalArgs {
         if let Some(n) = self.limit {
             questions.truncate(n);
         }
-        let target = TargetModel::<B>::load(&self.model, ops, &device)?;
-        let tokenizer = Tokenizer::from_dir(&self.model)?;
-        if !self.draft.enabled() {
+        let (dir, draft) = resolve_model(&self.model, &self.draft)?;
+        if !draft.enabled() {
             return Err(Error::invalid(
                 "draft",
                 "none",
-                "give --draft DIR (EAGLE-3) or --draft-kind lookup",
+                "eval compares a drafter with vanilla: give --draft DIR (EAGLE-3) or --draft-kind lookup",
             ));
         }
-        let mode = self.draft.mode(&target)?;
+        let target = TargetModel::<B>::load(&dir, ops, &device)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        let mode = draft.mode(&target)?;
         let spec = Engine::with_mode(target.clone(), mode)?;
         let vanilla = Engine::new(target);
         let bar = ProgressBar::new(questions.len() as u64);

@@ -16,9 +16,10 @@ use crate::backend::Job;
 /// Arguments of `confu generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Default: the
+    /// embedded testbed model, drafting with its EAGLE-3 head.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The prompt text.
     #[arg(long)]
     pub prompt: String,
@@ -62,6 +63,29 @@ pub struct DraftArgs {
     /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K.
     #[arg(long, default_value = "30,4,8", value_parser = parse_tree)]
     pub tree: TreeSettings,
+    /// Decode with the target alone, even with the embedded model (which drafts by default).
+    #[arg(long, conflicts_with_all = ["draft", "draft_kind"])]
+    pub vanilla: bool,
+}
+
+/// The target folder to load, and the drafting arguments: those given, or the embedded testbed
+/// model with its EAGLE-3 head when `--model` is absent.
+pub fn resolve_model(model: &Option<PathBuf>, draft: &DraftArgs) -> Result<(PathBuf, DraftArgs)> {
+    match model {
+        Some(dir) => Ok((dir.clone(), draft.clone())),
+        None => {
+            let embedded = crate::embedded::default_model()?;
+            let mut draft = draft.clone();
+            if !draft.enabled() && !draft.vanilla {
+                draft.draft = Some(embedded.draft);
+            }
+            tracing::info!(
+                "using the embedded testbed model in {}",
+                embedded.target.display()
+            );
+            Ok((embedded.target, draft))
+        }
+    }
 }
 
 /// Which drafter.
@@ -137,11 +161,12 @@ impl Job for GenerateArgs {
     fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
         let config = self.config();
         config.validate()?;
-        let model = TargetModel::<B>::load(&self.model, ops, &device)?;
-        let tokenizer = Tokenizer::from_dir(&self.model)?;
+        let (dir, draft) = resolve_model(&self.model, &self.draft)?;
+        let model = TargetModel::<B>::load(&dir, ops, &device)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
         let prompt = tokenizer.encode(&self.prompt)?;
-        let engine = if self.draft.enabled() {
-            let mode = self.draft.mode(&model)?;
+        let engine = if draft.enabled() {
+            let mode = draft.mode(&model)?;
             Engine::with_mode(model, mode)?
         } else {
             Engine::new(model)

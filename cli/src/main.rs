@@ -1,9 +1,11 @@
-//! The `confu` command line: `generate`, `inspect`, `bench`.
+//! The `confu` command line: `generate`, `eval`, `inspect`, `train`, `bench`. Without `--model`,
+//! `generate` and `eval` use the embedded testbed model ([`embedded`]).
 //! Backends are cargo features (`cpu` default, `wgpu`, `cuda`) chosen at run time by `--device`.
 
 mod backend;
 mod bench;
 mod bench_spec;
+mod embedded;
 mod eval;
 mod generate;
 mod inspect;

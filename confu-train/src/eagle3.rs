@@ -20,6 +20,15 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::lm::{causal_hidden, linear, normal, ones, rope, write_atomic};
 
+/// One unrolled step's statistics: masked mean soft cross-entropy, the fraction of positions
+/// where the draft's argmax equals the target's, and how many positions were scored.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TttStep {
+    pub loss: f64,
+    pub top1: f64,
+    pub count: usize,
+}
+
 /// Choose the draft vocabulary: the `size` most frequent target ids (ties: smaller id first),
 /// sorted ascending. Returns the official `d2t` offsets and the `t2d` mask.
 pub fn draft_vocab_from_counts(counts: &[u64], size: usize) -> (Vec<i64>, Vec<bool>) {
@@ -255,7 +264,7 @@ impl<B: Backend> TrainableEagle3<B> {
     /// position `p`, the distribution of token `p + 1`); `valid: [b, T]` whether the target's argmax
     /// at `p` lies in the draft vocabulary. Step `k` at position `j` reads token `j+1+k` and is
     /// scored against the target at `j+1+k`; positions past the end or with `valid` false are
-    /// left out. Returns the loss and each step's (masked mean) loss value.
+    /// left out. Returns the loss and each step's masked mean loss and top-1 agreement.
     #[allow(clippy::too_many_arguments)]
     pub fn ttt_loss(
         &self,
@@ -268,7 +277,7 @@ impl<B: Backend> TrainableEagle3<B> {
         steps: usize,
         decay: f64,
         attn: &mut TttAttention,
-    ) -> (Tensor<B, 1>, Vec<f64>) {
+    ) -> (Tensor<B, 1>, Vec<TttStep>) {
         let [b, t, _] = taps.dims();
         let device = taps.device();
         let vd = c.draft_vocab_size;
@@ -301,12 +310,25 @@ impl<B: Backend> TrainableEagle3<B> {
                     1,
                 );
             }
+            // Top-1 agreement: the draft's argmax equals the target's (within the draft vocabulary,
+            // which is where every unmasked target argmax lies).
+            let same = logits
+                .clone()
+                .argmax(2)
+                .equal(rows.clone().argmax(2))
+                .float()
+                .reshape([b * t]);
             let p = softmax(rows, 2);
             let logq = burn::tensor::activation::log_softmax(logits, 2);
             let ce = (p * logq).sum_dim(2).neg().reshape([b * t]);
             let m = Tensor::<B, 1>::from_data(TensorData::new(mask, [b * t]), &device);
+            let hits: f32 = (same * m.clone()).sum().to_host()[0];
             let loss_k = (ce * m).sum().div_scalar(count.max(1.0));
-            per_step.push(loss_k.clone().to_host()[0] as f64);
+            per_step.push(TttStep {
+                loss: loss_k.clone().to_host()[0] as f64,
+                top1: (hits / count.max(1.0)) as f64,
+                count: count as usize,
+            });
             let weighted = loss_k.mul_scalar(decay.powi(k as i32));
             total = Some(match total {
                 Some(acc) => acc + weighted,

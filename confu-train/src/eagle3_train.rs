@@ -16,10 +16,10 @@ use confu_draft::{feature_layers, DraftConfig};
 use confu_model::{LogitRows, Tap, TargetModel};
 use serde::{Deserialize, Serialize};
 
-use crate::eagle3::{draft_vocab_from_counts, TrainableEagle3, TttAttention};
+use crate::eagle3::{draft_vocab_from_counts, TrainableEagle3, TttAttention, TttStep};
 use crate::pretrain::{
     batch_indices, checkpoint_dir, learning_rate, load_checkpoint, save_checkpoint, Control,
-    Packed, TrainLog, TrainSettings,
+    DevResult, Packed, TrainLog, TrainSettings,
 };
 
 /// EAGLE-3 training settings beyond the shared optimisation settings.
@@ -109,6 +109,125 @@ fn target_pass<B: Backend>(
     })
 }
 
+/// The draft vocabulary as the trainer needs it: the target id of every draft id, and whether each
+/// target id is in the draft vocabulary.
+struct DraftVocab {
+    draft_ids: Vec<u32>,
+    in_draft: Vec<bool>,
+}
+
+impl DraftVocab {
+    fn new(d2t: &[i64], t2d: &[bool]) -> Self {
+        Self {
+            draft_ids: d2t
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| (i as i64 + o) as u32)
+                .collect(),
+            in_draft: t2d.to_vec(),
+        }
+    }
+}
+
+/// One batch of equal-length sequences with the frozen target's features and distributions.
+struct TttBatch<B: Backend> {
+    taps: Tensor<B, 3>,
+    target: Tensor<B, 3>,
+    valid: Vec<Vec<bool>>,
+    ids: Vec<Vec<u32>>,
+}
+
+impl<B: Backend> TttBatch<B> {
+    fn new<T: Backend>(
+        model: &TargetModel<T>,
+        seqs: &[&[u32]],
+        vocab: &DraftVocab,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let (b, n) = (seqs.len(), seqs[0].len());
+        let d = model.config().hidden_size;
+        let vd = vocab.draft_ids.len();
+        let (mut taps, mut tgt, mut valid, mut ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for seq in seqs {
+            let pass = target_pass(model, seq, &vocab.draft_ids, &vocab.in_draft)?;
+            taps.extend(pass.taps);
+            tgt.extend(pass.target);
+            valid.push(pass.valid);
+            ids.push(seq.to_vec());
+        }
+        Ok(Self {
+            taps: Tensor::from_data(TensorData::new(taps, [b, n - 1, 3 * d]), device),
+            target: Tensor::from_data(TensorData::new(tgt, [b, n, vd]), device),
+            valid,
+            ids,
+        })
+    }
+
+    fn loss(
+        self,
+        head: &TrainableEagle3<B>,
+        dc: &DraftConfig,
+        embed: &Tensor<B, 2>,
+        eagle: &Eagle3Settings,
+    ) -> (Tensor<B, 1>, Vec<TttStep>) {
+        head.ttt_loss(
+            dc,
+            embed,
+            self.taps,
+            &self.ids,
+            self.target,
+            &self.valid,
+            eagle.ttt_steps,
+            eagle.decay,
+            &mut TttAttention::Efficient,
+        )
+    }
+}
+
+/// Dev evaluation of a trained head on `tokens` of one category (cut into sequences of
+/// `seq_len + 1`): the training-time-test loss and top-1 agreement with the target of every
+/// unrolled step; `loss`/`top1` of the result are those of step 0 (plain next-token drafting).
+pub fn evaluate_eagle3_dev<B: Backend>(
+    target: &TargetModel<B>,
+    trained: &TrainedEagle3<B>,
+    eagle: &Eagle3Settings,
+    category: &str,
+    tokens: &[u32],
+    seq_len: usize,
+) -> Result<DevResult> {
+    let vocab = DraftVocab::new(&trained.d2t, &trained.t2d);
+    let embed = target.embed_tokens().clone();
+    let mut sums = vec![(0f64, 0f64, 0usize); eagle.ttt_steps];
+    for seq in tokens.chunks_exact(seq_len + 1) {
+        let batch = TttBatch::<B>::new(target, &[seq], &vocab, target.device())?;
+        let (_, steps) = batch.loss(&trained.head, &trained.config, &embed, eagle);
+        for (acc, s) in sums.iter_mut().zip(steps) {
+            acc.0 += s.loss * s.count as f64;
+            acc.1 += s.top1 * s.count as f64;
+            acc.2 += s.count;
+        }
+    }
+    let per_step: Vec<TttStep> = sums
+        .into_iter()
+        .map(|(l, a, n)| {
+            let m = n.max(1) as f64;
+            TttStep {
+                loss: l / m,
+                top1: a / m,
+                count: n,
+            }
+        })
+        .collect();
+    Ok(DevResult {
+        category: category.to_string(),
+        tokens: per_step.first().map_or(0, |s| s.count),
+        loss: per_step.first().map_or(f64::NAN, |s| s.loss),
+        top1: per_step.first().map_or(0.0, |s| s.top1),
+        per_step,
+    })
+}
+
 /// Train (or resume) a head for `target` on `data`; returns the head, the draft vocabulary
 /// (`d2t`, `t2d`) and the log.
 #[allow(clippy::too_many_arguments)]
@@ -140,11 +259,7 @@ pub fn train_eagle3<B: Backend>(
     let mut dc = DraftConfig::for_target(c);
     dc.draft_vocab_size = eagle.draft_vocab_size.min(c.vocab_size);
     let (d2t, t2d) = draft_vocab_from_counts(&counts, dc.draft_vocab_size);
-    let draft_ids: Vec<u32> = d2t
-        .iter()
-        .enumerate()
-        .map(|(i, &o)| (i as i64 + o) as u32)
-        .collect();
+    let vocab = DraftVocab::new(&d2t, &t2d);
 
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut head = TrainableEagle3::<Autodiff<B>>::init(&dc, settings.seed, &device);
@@ -164,35 +279,11 @@ pub fn train_eagle3<B: Backend>(
     }
     let embed: Tensor<Autodiff<B>, 2> = Tensor::from_inner(target.embed_tokens().clone());
     let t0 = std::time::Instant::now();
-    let (n, d, vd) = (settings.seq_len + 1, c.hidden_size, dc.draft_vocab_size);
     for step in start..settings.steps {
         let idx = batch_indices(data.len(), settings.batch_size, settings.seed, step);
-        let (mut taps, mut tgt, mut valid, mut ids) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &i in &idx {
-            let seq = data.get(i);
-            let pass = target_pass(target, seq, &draft_ids, &t2d)?;
-            taps.extend(pass.taps);
-            tgt.extend(pass.target);
-            valid.push(pass.valid);
-            ids.push(seq.to_vec());
-        }
-        let b = idx.len();
-        let taps =
-            Tensor::<Autodiff<B>, 3>::from_data(TensorData::new(taps, [b, n - 1, 3 * d]), &device);
-        let tgt = Tensor::<Autodiff<B>, 3>::from_data(TensorData::new(tgt, [b, n, vd]), &device);
-        let mut attn = TttAttention::Efficient;
-        let (loss, _) = head.ttt_loss(
-            &dc,
-            &embed,
-            taps,
-            &ids,
-            tgt,
-            &valid,
-            eagle.ttt_steps,
-            eagle.decay,
-            &mut attn,
-        );
+        let seqs: Vec<&[u32]> = idx.iter().map(|&i| data.get(i)).collect();
+        let batch = TttBatch::<Autodiff<B>>::new(target, &seqs, &vocab, &device)?;
+        let (loss, _) = batch.loss(&head, &dc, &embed, eagle);
         let value: f32 = loss.clone().to_host()[0];
         if !value.is_finite() {
             return Err(Error::invalid(

@@ -284,6 +284,9 @@ pub struct DevResult {
     pub tokens: usize,
     pub loss: f64,
     pub top1: f64,
+    /// Draft heads: the same for every unrolled training-time-test step (step 0 first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_step: Vec<crate::eagle3::TttStep>,
 }
 
 /// What a step callback wants next.
@@ -486,5 +489,6 @@ pub fn evaluate_dev<B: Backend>(
         } else {
             0.0
         },
+        per_step: Vec::new(),
     }
 }

@@ -81,7 +81,7 @@ fn loss_and_grad(
     head: &TrainableEagle3<Ad>,
     x: &Batch,
     attn: TttAttention,
-) -> (f32, Vec<f32>, Vec<f64>) {
+) -> (f32, Vec<f32>, Vec<confu_train::eagle3::TttStep>) {
     let c = config();
     let mut a = attn;
     let (loss, per_step) = head.ttt_loss(

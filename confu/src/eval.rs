@@ -66,6 +66,18 @@ pub struct QuestionResult {
     /// Accepted drafts per round (for the histogram of acceptance lengths).
     pub accepted: Vec<usize>,
     pub equal_to_vanilla: bool,
+    /// Where the speculative decode phase spent its time, summed over rounds.
+    #[serde(default)]
+    pub draft_s: f64,
+    #[serde(default)]
+    pub verify_s: f64,
+    #[serde(default)]
+    pub update_s: f64,
+    /// Vanilla's decode phase: time and tokens after the first.
+    #[serde(default)]
+    pub vanilla_decode_s: f64,
+    #[serde(default)]
+    pub vanilla_decode_tokens: usize,
 }
 
 /// Aggregates over a set of questions.
@@ -78,6 +90,27 @@ pub struct Summary {
     pub speedup: f64,
     /// `None` when sampling (outputs are not expected to be equal).
     pub all_equal: Option<bool>,
+    /// The cost of one speculative round, split in its parts, against one vanilla step: the
+    /// break-even τ is `round / vanilla step`.
+    #[serde(default)]
+    pub round_ms: RoundCost,
+    #[serde(default)]
+    pub vanilla_step_ms: f64,
+}
+
+/// Mean milliseconds per round spent drafting, verifying and updating (KV compaction and the
+/// drafter's feature update).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundCost {
+    pub draft: f64,
+    pub verify: f64,
+    pub update: f64,
+}
+
+impl RoundCost {
+    pub fn total(&self) -> f64 {
+        self.draft + self.verify + self.update
+    }
 }
 
 /// The whole evaluation.
@@ -102,6 +135,12 @@ fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
         .fold((0, 0.0), |a, r| (a.0 + r.spec_tokens, a.1 + r.spec_s));
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let (v, s) = (rate(vt, vs), rate(st, ss));
+    let per_round = |f: fn(&QuestionResult) -> f64| {
+        1e3 * results.iter().map(|r| f(r)).sum::<f64>() / rounds.max(1) as f64
+    };
+    let (vd, vn) = results.iter().fold((0.0, 0), |a, r| {
+        (a.0 + r.vanilla_decode_s, a.1 + r.vanilla_decode_tokens)
+    });
     Summary {
         questions: results.len(),
         tau: if rounds > 0 {
@@ -113,6 +152,12 @@ fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
         spec_tokens_per_s: s,
         speedup: if v > 0.0 { s / v } else { 0.0 },
         all_equal: greedy.then(|| results.iter().all(|r| r.equal_to_vanilla)),
+        round_ms: RoundCost {
+            draft: per_round(|r| r.draft_s),
+            verify: per_round(|r| r.verify_s),
+            update: per_round(|r| r.update_s),
+        },
+        vanilla_step_ms: 1e3 * vd / vn.max(1) as f64,
     }
 }
 
@@ -140,6 +185,11 @@ pub fn evaluate<B: Backend>(
             rounds: s.rounds.len(),
             accepted: s.rounds.iter().map(|r| r.accepted_drafts).collect(),
             equal_to_vanilla: v.generated_ids == s.generated_ids,
+            draft_s: s.rounds.iter().map(|r| r.draft_s).sum(),
+            verify_s: s.rounds.iter().map(|r| r.verify_s).sum(),
+            update_s: s.rounds.iter().map(|r| r.update_s).sum(),
+            vanilla_decode_s: v.timings.decode_s,
+            vanilla_decode_tokens: v.timings.decode_tokens,
         });
         progress(i + 1, questions.len());
     }
@@ -187,6 +237,19 @@ impl EvalReport {
             s.push_str(&row(c, m));
         }
         s.push_str(&row("overall", &self.overall));
+        let o = &self.overall;
+        let r = o.round_ms;
+        if o.vanilla_step_ms > 0.0 {
+            s.push_str(&format!(
+                "one round: draft {:.2} + verify {:.2} + update {:.2} = {:.2} ms against a vanilla step of {:.2} ms (break-even tau {:.2})\n",
+                r.draft,
+                r.verify,
+                r.update,
+                r.total(),
+                o.vanilla_step_ms,
+                r.total() / o.vanilla_step_ms
+            ));
+        }
         s
     }
 
