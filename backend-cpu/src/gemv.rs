@@ -78,7 +78,7 @@ impl Ops<Cpu> for CpuOps {
         q: Tensor<Cpu, 3>,
         k: Tensor<Cpu, 3>,
         v: Tensor<Cpu, 3>,
-        hidden: Option<Tensor<Cpu, 2, Bool>>,
+        masked_out: Option<Tensor<Cpu, 2, Bool>>,
         scale: f64,
     ) -> Tensor<Cpu, 3> {
         let [heads, rows, d] = q.dims();
@@ -87,10 +87,10 @@ impl Ops<Cpu> for CpuOps {
         let (qt, kt, vt) = (float(q.clone()), float(k.clone()), float(v.clone()));
         let (Some(qa), Some(ka), Some(va)) = (Strided::of(&qt), Strided::of(&kt), Strided::of(&vt))
         else {
-            return portable::attention(q, k, v, hidden, scale);
+            return portable::attention(q, k, v, masked_out, scale);
         };
         let mask_host: Option<Vec<bool>> =
-            hidden.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
+            masked_out.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
         let group = heads / kv_heads;
         let scale = scale as f32;
         let mut out = vec![0f32; heads * rows * d];
@@ -369,9 +369,11 @@ mod tests {
         let q = tensor([4, 3, 5], 1).swap_dims(0, 1).swap_dims(0, 1);
         let k = tensor([2, 9, 5], 2).slice([0..2, 0..7, 0..5]);
         let v = tensor([2, 9, 5], 3).slice([0..2, 0..7, 0..5]);
-        let hidden: Vec<bool> = (0..21).map(|i| i % 3 == 1 && i % 7 != 0).collect();
-        let mask =
-            Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(hidden, [3, 7]), &Default::default());
+        let masked_out: Vec<bool> = (0..21).map(|i| i % 3 == 1 && i % 7 != 0).collect();
+        let mask = Tensor::<Cpu, 2, Bool>::from_data(
+            TensorData::new(masked_out, [3, 7]),
+            &Default::default(),
+        );
         let ours = CpuOps.attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), 0.4);
         let theirs = Ops::<Cpu>::attention(&PortableOps, q, k, v, Some(mask), 0.4);
         assert!(close(ours, theirs) < 1e-5);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use confu_core::{DraftTree, Error, KvCache, Ops, Result};
-use confu_draft::{feature_layers, DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_draft::{DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{LogitRows, Tap};
 use confu_verify::{compact_to_path, verify_tree};
 
@@ -90,9 +90,7 @@ impl Job for SpecArgs {
         let prompt: Vec<u32> = (0..self.prompt_len as u32)
             .map(|i| (i * 31 + 7) % c.vocab_size as u32)
             .collect();
-        let taps: Vec<Tap> = feature_layers(c.num_hidden_layers)
-            .map(Tap::LayerInput)
-            .to_vec();
+        let taps: Vec<Tap> = confu_model::feature_taps(c.num_hidden_layers);
         let mut cache = target.new_cache(0, capacity);
         let out = target.forward_causal(&mut cache, &prompt, LogitRows::Last, &taps)?;
         let features = burn::tensor::Tensor::cat(out.taps, 1);

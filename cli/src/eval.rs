@@ -97,7 +97,7 @@ impl Job for EvalArgs {
         println!("accepted drafts per round (0..): {hist:?}");
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&report).expect("serialisable report");
-            crate::write_atomic(path, text.as_bytes())?;
+            confu_core::write_atomic(path, text.as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         if let Some(path) = &self.plot {

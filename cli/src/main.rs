@@ -77,13 +77,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Write a file so that it is either absent or complete: a temporary sibling, then a rename.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> confu_core::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| confu_core::Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| confu_core::Error::io(path, e))
-}

@@ -149,7 +149,7 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
         a.out.join("tokenizer.json"),
     )
     .map_err(|e| confu_core::Error::io(a.out.join("tokenizer.json"), e))?;
-    crate::write_atomic(
+    confu_core::write_atomic(
         &a.out.join("log.json"),
         serde_json::to_string_pretty(&log).expect("json").as_bytes(),
     )?;
@@ -288,7 +288,7 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
     let c = target.config();
     trained.export(c.bos_token_id, c.eos_token_ids.first().copied(), &a.out)?;
     let log = &trained.log;
-    crate::write_atomic(
+    confu_core::write_atomic(
         &a.out.join("log.json"),
         serde_json::to_string_pretty(log).expect("json").as_bytes(),
     )?;

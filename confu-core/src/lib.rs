@@ -9,12 +9,16 @@
 //! - [`rope`]: rotary embeddings with explicit positions and llama3 scaling;
 //! - [`DraftTree`]: the topology of a speculative tree (parents, depths, root-to-leaf paths);
 //! - [`sampling`]: temperature / top-k / top-p with a seeded RNG, validated parameters;
-//! - [`Error`]: the one error type; nothing a user can get wrong panics.
+//! - [`Error`]: the one error type; nothing a user can get wrong panics;
+//! - [`write_atomic`] and [`index_tensor`]: the one atomic file write and the one host-index helper.
 //!
 //! Nothing here names a concrete backend: components are generic over burn's `Backend`.
 
+pub mod contemplate_visibility;
 pub mod error;
+pub mod fs;
 pub mod host;
+pub mod index;
 pub mod kv_cache;
 pub mod ops;
 pub mod rope;
@@ -23,7 +27,9 @@ pub mod tree;
 pub mod visibility;
 
 pub use error::{Error, Result};
+pub use fs::write_atomic;
 pub use host::{host_rows, ToHost};
+pub use index::{id_tensor, index_tensor};
 pub use kv_cache::{DenseKvCache, KvCache};
 pub use ops::{Ops, PortableOps};
 pub use rope::{RopeConfig, RopeScaling};

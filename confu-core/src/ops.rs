@@ -34,17 +34,17 @@ pub trait Ops<B: Backend>: Send + Sync + Debug {
 
     /// Scaled dot-product attention with grouped KV heads and an arbitrary visibility mask.
     ///
-    /// `q: [heads, rows, d]`, `k`, `v: [kv_heads, keys, d]`, `hidden: [rows, keys]` (`true` = may
+    /// `q: [heads, rows, d]`, `k`, `v: [kv_heads, keys, d]`, `masked_out: [rows, keys]` (`true` = may
     /// not attend; `None` = every key visible). Query head `h` reads KV head `h / (heads / kv_heads)`.
     fn attention(
         &self,
         q: Tensor<B, 3>,
         k: Tensor<B, 3>,
         v: Tensor<B, 3>,
-        hidden: Option<Tensor<B, 2, Bool>>,
+        masked_out: Option<Tensor<B, 2, Bool>>,
         scale: f64,
     ) -> Tensor<B, 3> {
-        portable::attention(q, k, v, hidden, scale)
+        portable::attention(q, k, v, masked_out, scale)
     }
 }
 
@@ -96,25 +96,45 @@ pub mod portable {
         q: Tensor<B, 3>,
         k: Tensor<B, 3>,
         v: Tensor<B, 3>,
-        hidden: Option<Tensor<B, 2, Bool>>,
+        masked_out: Option<Tensor<B, 2, Bool>>,
         scale: f64,
     ) -> Tensor<B, 3> {
-        let [heads, rows, d] = q.dims();
-        let [kv_heads, keys, _] = k.dims();
+        let out = attention_batched(
+            q.unsqueeze(),
+            k.unsqueeze(),
+            v.unsqueeze(),
+            masked_out,
+            scale,
+        );
+        out.squeeze_dim(0)
+    }
+
+    /// [`attention`] over a batch of sequences that share one mask: `q: [batch, heads, rows, d]`,
+    /// `k`, `v: [batch, kv_heads, keys, d]`, `masked_out: [rows, keys]`. Training runs whole
+    /// sequences through this; decoding uses the one-sequence form above.
+    pub fn attention_batched<B: Backend>(
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        masked_out: Option<Tensor<B, 2, Bool>>,
+        scale: f64,
+    ) -> Tensor<B, 4> {
+        let [batch, heads, rows, d] = q.dims();
+        let [_, kv_heads, keys, _] = k.dims();
         let group = heads / kv_heads;
         // Query heads sharing a KV head are adjacent, so grouping them is a free reshape and the
         // KV heads are never repeated in memory.
-        let q = q.reshape([kv_heads, group * rows, d]);
-        let mut scores = q.matmul(k.transpose()).mul_scalar(scale);
-        if let Some(hidden) = hidden {
-            let mask = hidden
+        let q = q.reshape([batch, kv_heads, group * rows, d]);
+        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+        if let Some(masked_out) = masked_out {
+            let mask = masked_out
                 .unsqueeze::<3>()
                 .expand([group, rows, keys])
-                .reshape([1, group * rows, keys])
-                .expand([kv_heads, group * rows, keys]);
+                .reshape([1, 1, group * rows, keys])
+                .expand([batch, kv_heads, group * rows, keys]);
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
-        let probs = softmax(scores, 2);
-        probs.matmul(v).reshape([heads, rows, d])
+        let probs = softmax(scores, 3);
+        probs.matmul(v).reshape([batch, heads, rows, d])
     }
 }

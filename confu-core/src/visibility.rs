@@ -5,7 +5,7 @@
 //! the main region (`prefix` slots already cached, then one slot per new row, in row order). Every
 //! ConFu rule ("only contemplate rows see the soft prompt", "no real row sees a contemplate row") is
 //! a statement about this matrix, so it is built on the host with plain Rust and unit-tested without
-//! tensors; [`Visibility::to_hidden_mask`] turns it into the boolean tensor the kernels take.
+//! tensors; [`Visibility::to_masked_out`] turns it into the boolean tensor the kernels take.
 
 use burn::tensor::{backend::Backend, Bool, Tensor, TensorData};
 
@@ -21,7 +21,7 @@ pub struct Visibility {
 
 impl Visibility {
     /// A matrix where no row sees anything yet.
-    pub fn hidden(rows: usize, cols: usize) -> Self {
+    pub fn blank(rows: usize, cols: usize) -> Self {
         Self {
             rows,
             cols,
@@ -30,9 +30,9 @@ impl Visibility {
     }
 
     /// Plain causal decoding: `rows` new tokens after `prefix` cached ones; row `i` sees the prefix,
-    /// the new rows before it and itself. The reserved region stays hidden.
+    /// the new rows before it and itself. The reserved region stays masked out.
     pub fn causal(reserved: usize, prefix: usize, rows: usize) -> Self {
-        let mut v = Self::hidden(rows, reserved + prefix + rows);
+        let mut v = Self::blank(rows, reserved + prefix + rows);
         for r in 0..rows {
             v.allow_range(r, reserved..reserved + prefix + r + 1);
         }
@@ -43,7 +43,7 @@ impl Visibility {
     /// `parents[i]` is the parent's row index (which must be smaller than `i`), `None` for a root.
     pub fn tree(reserved: usize, prefix: usize, parents: &[Option<usize>]) -> Result<Self> {
         let rows = parents.len();
-        let mut v = Self::hidden(rows, reserved + prefix + rows);
+        let mut v = Self::blank(rows, reserved + prefix + rows);
         for (i, parent) in parents.iter().enumerate() {
             v.allow_range(i, reserved..reserved + prefix);
             v.allow(i, reserved + prefix + i);
@@ -97,7 +97,7 @@ impl Visibility {
         self.bits.iter().all(|&b| b)
     }
 
-    /// Check that no row is fully hidden (softmax over nothing is undefined).
+    /// Check that no row is fully masked out (softmax over nothing is undefined).
     pub fn validate(&self) -> Result<()> {
         for r in 0..self.rows {
             if !self.bits[r * self.cols..(r + 1) * self.cols]
@@ -113,10 +113,10 @@ impl Visibility {
         Ok(())
     }
 
-    /// The boolean tensor `[rows, cols]` the attention kernels take: `true` marks a *hidden* slot.
-    pub fn to_hidden_mask<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2, Bool> {
-        let hidden: Vec<bool> = self.bits.iter().map(|&b| !b).collect();
-        Tensor::from_data(TensorData::new(hidden, [self.rows, self.cols]), device)
+    /// The boolean tensor `[rows, cols]` the attention kernels take: `true` marks a slot masked out.
+    pub fn to_masked_out<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2, Bool> {
+        let masked_out: Vec<bool> = self.bits.iter().map(|&b| !b).collect();
+        Tensor::from_data(TensorData::new(masked_out, [self.rows, self.cols]), device)
     }
 }
 
@@ -151,8 +151,8 @@ mod tests {
     }
 
     #[test]
-    fn validate_names_a_fully_hidden_row() {
-        let v = Visibility::hidden(2, 3);
+    fn validate_names_a_fully_masked_row() {
+        let v = Visibility::blank(2, 3);
         assert!(v.validate().unwrap_err().to_string().contains("row 0"));
     }
 }

@@ -8,8 +8,8 @@
 use confu_core::ToHost;
 use std::sync::Arc;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use confu_core::{DenseKvCache, Error, KvCache, Ops, Result, Visibility};
+use burn::tensor::{backend::Backend, Tensor};
+use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
 
 use crate::head::Eagle3Head;
 use crate::tree::{build_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
@@ -109,12 +109,11 @@ impl<B: Backend> Eagle3Drafter<B> {
                 let device = last_hidden.device();
                 let (hidden, anc): (Tensor<B, 2>, Vec<Vec<usize>>) = match (&states, step) {
                     (Some(prev), s) if s > 0 => {
-                        let idx: Vec<i64> = frontier
+                        let slots: Vec<usize> = frontier
                             .iter()
-                            .map(|f| f.parent_slot.expect("deeper node") as i64)
+                            .map(|f| f.parent_slot.expect("deeper node"))
                             .collect();
-                        let idx =
-                            Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device);
+                        let idx = index_tensor::<B>(&slots, &device);
                         let anc = frontier
                             .iter()
                             .map(|f| {
@@ -129,7 +128,7 @@ impl<B: Backend> Eagle3Drafter<B> {
                     _ => (last_hidden.clone().repeat_dim(0, n), vec![Vec::new(); n]),
                 };
                 let first_slot = cache.len();
-                let mut vis = Visibility::hidden(n, first_slot + n);
+                let mut vis = Visibility::blank(n, first_slot + n);
                 for (r, a) in anc.iter().enumerate() {
                     vis.allow_range(r, 0..real);
                     for &slot in a {

@@ -1,4 +1,5 @@
-//! The EAGLE-3 draft head, loaded from the official checkpoint layout unchanged
+//! The EAGLE-3 draft head: one burn module ([`Eagle3`]) for decoding and training, and its
+//! decoding form ([`Eagle3Head`]) loaded from the official checkpoint layout unchanged
 //! (`config.json` + `model.safetensors` with `fc`, `midlayer.*`, `norm`, `lm_head`, `d2t`, `t2d`).
 //!
 //! ```text
@@ -8,95 +9,45 @@
 //! out = h1 + mlp(post_attention_layernorm(h1));   logits = lm_head(norm(out))   (draft vocab)
 //! ```
 //! The token embedding is the target's table: EAGLE-3 training freezes it and the official
-//! checkpoint does not store it.
+//! checkpoint does not store it (a checkpoint that does store `embed_tokens.weight` is honoured).
+//! The module's field names are the official tensor names, walked by `confu_model::naming`.
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{kv_cache::Region, DenseKvCache, Error, Ops, Result, RopeConfig, Visibility};
-use confu_model::weights::{FileSource, RandomSource, WeightSource};
+use confu_core::{id_tensor, kv_cache::Region, DenseKvCache, Error, Ops, Result, Visibility};
+use confu_model::naming::{fill, SeededNormal, SeededUniform, TensorValues};
 use confu_model::{
-    rope_tables, Attention, AttentionShape, LayerContext, Mlp, ModelConfig, TargetModel,
+    Attention, AttentionKeys, CachedKeys, Embedding, Linear, Mlp, RmsNorm, RopeRows, TargetModel,
     WeightFiles,
 };
 
+use crate::config::DraftConfig;
 use crate::vocab::DraftVocab;
 
-/// Shape of a draft head, from the official `config.json`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DraftConfig {
-    pub hidden_size: usize,
-    /// Width of one target feature; `fc` takes three of them.
-    pub target_hidden_size: usize,
-    pub intermediate_size: usize,
-    pub shape: AttentionShape,
-    pub rms_norm_eps: f64,
-    pub vocab_size: usize,
-    pub draft_vocab_size: usize,
-    pub rope: RopeConfig,
-}
-
-impl DraftConfig {
-    /// Read the official draft `config.json` (a Llama config with `draft_vocab_size`; without
-    /// `rope_theta` the official code uses 10000, which the shared parser also defaults to).
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let obj = confu_model::config::read_json_object(path)?;
-        let base = ModelConfig::from_json(&obj, path)?;
-        let field = |k: &str| obj.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
-        Ok(Self {
-            hidden_size: base.hidden_size,
-            target_hidden_size: field("target_hidden_size").unwrap_or(base.hidden_size),
-            intermediate_size: base.intermediate_size,
-            shape: AttentionShape::of(&base),
-            rms_norm_eps: base.rms_norm_eps,
-            vocab_size: base.vocab_size,
-            draft_vocab_size: field("draft_vocab_size").unwrap_or(base.vocab_size),
-            rope: base.rope,
-        })
-    }
-}
-
-impl DraftConfig {
-    /// The usual EAGLE-3 shape for a target: one Llama layer of the target's width, its head
-    /// layout, RoPE theta 10000, and a draft vocabulary of at most 32000 entries.
-    pub fn for_target(t: &ModelConfig) -> Self {
-        let shape = AttentionShape::of(t);
-        Self {
-            hidden_size: t.hidden_size,
-            target_hidden_size: t.hidden_size,
-            intermediate_size: t.intermediate_size,
-            shape,
-            rms_norm_eps: t.rms_norm_eps,
-            vocab_size: t.vocab_size,
-            draft_vocab_size: t.vocab_size.min(32000),
-            rope: RopeConfig {
-                head_dim: shape.head_dim,
-                theta: 10000.0,
-                scaling: confu_core::RopeScaling::None,
-            },
-        }
-    }
-}
-
-/// The draft head's weights.
-#[derive(Debug, Clone)]
-pub struct Eagle3Head<B: Backend> {
-    pub config: DraftConfig,
-    pub fc: Tensor<B, 2>,
-    pub hidden_norm: Tensor<B, 1>,
-    pub input_norm: Tensor<B, 1>,
-    pub attn: Attention<B>,
-    pub post_attention_norm: Tensor<B, 1>,
+/// The head's decoder layer (`midlayer.*`): two input norms and attention over `2d` inputs.
+#[derive(Module, Debug)]
+pub struct Eagle3Layer<B: Backend> {
+    pub hidden_norm: RmsNorm<B>,
+    pub input_layernorm: RmsNorm<B>,
+    pub self_attn: Attention<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
     pub mlp: Mlp<B>,
-    pub norm: Tensor<B, 1>,
-    pub lm_head: Tensor<B, 2>,
-    pub vocab: DraftVocab,
-    /// The target's token embedding `[vocab, d]` (shared, not copied).
-    pub embed_tokens: Tensor<B, 2>,
-    inv_freq: Vec<f32>,
 }
 
-/// One draft forward's outputs.
+/// The EAGLE-3 head as a module; field order is also the seeded initialiser's draw order.
+#[derive(Module, Debug)]
+pub struct Eagle3<B: Backend> {
+    pub fc: Linear<B>,
+    pub midlayer: Eagle3Layer<B>,
+    pub norm: RmsNorm<B>,
+    pub lm_head: Linear<B>,
+    /// Only when a checkpoint stores its own table; otherwise the target's is used.
+    pub embed_tokens: Option<Embedding<B>>,
+}
+
+/// One head forward's outputs.
 #[derive(Debug)]
 pub struct DraftOutput<B: Backend> {
     /// `[rows, d]`, before the final norm: the feature deeper draft steps feed back.
@@ -105,12 +56,97 @@ pub struct DraftOutput<B: Backend> {
     pub logits: Tensor<B, 2>,
 }
 
+impl<B: Backend> Eagle3<B> {
+    /// A skeleton of shape `c` (with its own embedding table when `own_embedding`).
+    pub fn new(c: &DraftConfig, own_embedding: bool, device: &B::Device) -> Self {
+        let (d, eps) = (c.hidden_size, c.rms_norm_eps);
+        Self {
+            fc: Linear::new(3 * c.target_hidden_size, d, false, device),
+            midlayer: Eagle3Layer {
+                hidden_norm: RmsNorm::new(d, eps, device),
+                input_layernorm: RmsNorm::new(d, eps, device),
+                self_attn: Attention::new(2 * d, d, c.shape, false, false, device),
+                post_attention_layernorm: RmsNorm::new(d, eps, device),
+                mlp: Mlp::new(d, c.intermediate_size, device),
+            },
+            norm: RmsNorm::new(d, eps, device),
+            lm_head: Linear::new(d, c.draft_vocab_size, false, device),
+            embed_tokens: own_embedding.then(|| Embedding::new(c.vocab_size, d, device)),
+        }
+    }
+
+    /// A head of shape `c` with every tensor taken from `values` by its official name.
+    pub fn from_values(
+        c: &DraftConfig,
+        own_embedding: bool,
+        values: &mut dyn TensorValues,
+        device: &B::Device,
+    ) -> Result<Self> {
+        fill(Self::new(c, own_embedding, device), "", values, device)
+    }
+
+    /// Training initialisation: weight matrices N(0, 0.02²), norms 1, from one seeded stream.
+    pub fn init(c: &DraftConfig, seed: u64, device: &B::Device) -> Self {
+        Self::from_values(c, false, &mut SeededNormal::new(seed, 0.02), device)
+            .expect("seeded values never fail")
+    }
+
+    /// `fc` applied to target taps `[rows, 3 * target_hidden]`.
+    pub fn fuse(&self, taps: Tensor<B, 2>, ops: &dyn Ops<B>) -> Tensor<B, 2> {
+        self.fc.forward(taps, ops)
+    }
+
+    /// The head's layer on rows pairing a fused feature `g: [rows, d]` with a token embedding
+    /// `e: [rows, d]`; `keys` decides what the rows attend over (the draft cache when decoding,
+    /// the training-time-test pattern when training). Returns the output states and logits.
+    pub fn forward_rows(
+        &self,
+        g: Tensor<B, 2>,
+        e: Tensor<B, 2>,
+        rope: &RopeRows<B>,
+        ops: &dyn Ops<B>,
+        keys: &mut dyn AttentionKeys<B>,
+    ) -> DraftOutput<B> {
+        let m = &self.midlayer;
+        let x = Tensor::cat(
+            vec![
+                m.input_layernorm.forward(e, ops),
+                m.hidden_norm.forward(g.clone(), ops),
+            ],
+            1,
+        );
+        let h1 = g + m.self_attn.forward(x, rope, ops, keys, 0);
+        let out = h1.clone()
+            + m.mlp
+                .forward(m.post_attention_layernorm.forward(h1, ops), ops);
+        let logits = self
+            .lm_head
+            .forward(self.norm.forward(out.clone(), ops), ops);
+        DraftOutput {
+            hidden: out,
+            logits,
+        }
+    }
+}
+
+/// The head ready for decoding: the module, its shape, its draft vocabulary and the target's
+/// embedding table (shared, not copied).
+#[derive(Debug, Clone)]
+pub struct Eagle3Head<B: Backend> {
+    pub config: DraftConfig,
+    pub net: Eagle3<B>,
+    pub vocab: DraftVocab,
+    /// The embedding table `[vocab, d]` the head reads tokens with.
+    pub embed_tokens: Tensor<B, 2>,
+    inv_freq: Vec<f32>,
+}
+
 impl<B: Backend> Eagle3Head<B> {
     /// Load a draft folder for `target`, checking that the two fit together.
     pub fn load(dir: &Path, target: &TargetModel<B>) -> Result<Self> {
-        let config = DraftConfig::from_file(&dir.join("config.json"))?;
-        let t = target.config();
         let config_path = dir.join("config.json");
+        let config = DraftConfig::from_file(&config_path)?;
+        let t = target.config();
         let mismatch = |field: &str, msg: String| Error::Config {
             path: config_path.clone(),
             field: field.into(),
@@ -151,81 +187,61 @@ impl<B: Backend> Eagle3Head<B> {
                 name: "d2t".into(),
                 msg,
             })?;
-        let mut src = FileSource::<B> {
-            files: &files,
-            device: target.device().clone(),
-        };
-        Self::from_source(config, vocab, &mut src, target)
+        let own_embedding = files.contains("embed_tokens.weight");
+        let net = Eagle3::from_values(&config, own_embedding, &mut &files, target.device())?;
+        Ok(Self::from_module(config, vocab, net, target))
     }
 
     /// A head of the given shape with seeded random weights and the identity draft vocabulary
     /// (for benchmarks).
     pub fn random(config: DraftConfig, seed: u64, target: &TargetModel<B>) -> Result<Self> {
         let vocab = DraftVocab::identity(config.draft_vocab_size);
-        let mut src = RandomSource::<B>::new(seed, target.device().clone());
-        Self::from_source(config, vocab, &mut src, target)
+        let net = Eagle3::from_values(
+            &config,
+            false,
+            &mut SeededUniform::new(seed),
+            target.device(),
+        )?;
+        Ok(Self::from_module(config, vocab, net, target))
     }
 
-    /// Build from any weight source under the official tensor names.
-    pub fn from_source(
+    /// Wrap a module (loaded, or trained and turned into its inference form with `valid()`).
+    pub fn from_module(
         config: DraftConfig,
         vocab: DraftVocab,
-        src: &mut dyn WeightSource<B>,
+        net: Eagle3<B>,
         target: &TargetModel<B>,
-    ) -> Result<Self> {
-        let (d, i, vd) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.draft_vocab_size,
-        );
-        let s = config.shape;
-        let (q, kv) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
-        let attn = Attention {
-            q_proj: src.matrix("midlayer.self_attn.q_proj.weight", [q, 2 * d])?,
-            k_proj: src.matrix("midlayer.self_attn.k_proj.weight", [kv, 2 * d])?,
-            v_proj: src.matrix("midlayer.self_attn.v_proj.weight", [kv, 2 * d])?,
-            o_proj: src.matrix("midlayer.self_attn.o_proj.weight", [d, q])?,
-            q_bias: None,
-            k_bias: None,
-            v_bias: None,
-            q_norm: None,
-            k_norm: None,
-        };
-        let embed_tokens = if src.contains("embed_tokens.weight") {
-            src.matrix("embed_tokens.weight", [config.vocab_size, d])?
-        } else {
-            target.embed_tokens().clone()
+    ) -> Self {
+        let embed_tokens = match &net.embed_tokens {
+            Some(e) => e.weight.val(),
+            None => target.embed_tokens(),
         };
         let inv_freq = config.rope.inv_freq();
-        Ok(Self {
-            fc: src.matrix("fc.weight", [d, 3 * config.target_hidden_size])?,
-            hidden_norm: src.vector("midlayer.hidden_norm.weight", d)?,
-            input_norm: src.vector("midlayer.input_layernorm.weight", d)?,
-            attn,
-            post_attention_norm: src.vector("midlayer.post_attention_layernorm.weight", d)?,
-            mlp: Mlp {
-                gate_proj: src.matrix("midlayer.mlp.gate_proj.weight", [i, d])?,
-                up_proj: src.matrix("midlayer.mlp.up_proj.weight", [i, d])?,
-                down_proj: src.matrix("midlayer.mlp.down_proj.weight", [d, i])?,
-            },
-            norm: src.vector("norm.weight", d)?,
-            lm_head: src.matrix("lm_head.weight", [vd, d])?,
+        Self {
+            config,
+            net,
             vocab,
             embed_tokens,
             inv_freq,
-            config,
-        })
+        }
     }
 
     /// A one-layer cache for this head.
     pub fn new_cache(&self, capacity: usize) -> DenseKvCache<B> {
         let s = self.config.shape;
-        DenseKvCache::new(1, s.kv_heads, s.head_dim, 0, capacity, &self.fc.device())
+        DenseKvCache::new(
+            1,
+            s.kv_heads,
+            s.head_dim,
+            0,
+            capacity,
+            &self.embed_tokens.device(),
+        )
     }
 
     /// `fc` applied to target taps `[rows, 3 * target_hidden]`.
     pub fn fuse(&self, ops: &dyn Ops<B>, taps: Tensor<B, 2>) -> Tensor<B, 2> {
-        ops.linear(taps, &self.fc)
+        self.net.fuse(taps, ops)
     }
 
     /// Run the head on `rows` (feature, next token) pairs, appending their K/V to `cache`.
@@ -285,51 +301,20 @@ impl<B: Backend> Eagle3Head<B> {
                 format!("vocabulary has {}", c.vocab_size),
             ));
         }
-        let idx: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let device = g.device();
-        let idx = Tensor::<B, 1, burn::tensor::Int>::from_data(
-            burn::tensor::TensorData::new(idx, [rows]),
-            &device,
-        );
-        let e = self.embed_tokens.clone().select(0, idx);
-        let eps = c.rms_norm_eps;
-        let x = Tensor::cat(
-            vec![
-                ops.rms_norm2(e, &self.input_norm, eps),
-                ops.rms_norm2(g.clone(), &self.hidden_norm, eps),
-            ],
-            1,
-        );
-        let (cos, sin) = rope_tables::<B>(&c.rope, &self.inv_freq, positions, &device);
-        let mask = (!visibility.is_all_visible()).then(|| visibility.to_hidden_mask::<B>(&device));
-        let ctx = LayerContext {
-            ops,
-            cos: &cos,
-            sin: &sin,
-            hidden_mask: mask.as_ref(),
+        let e = self
+            .embed_tokens
+            .clone()
+            .select(0, id_tensor(tokens, &device));
+        let rope = RopeRows::new(&c.rope, &self.inv_freq, positions, &device);
+        let mask = (!visibility.is_all_visible()).then(|| visibility.to_masked_out::<B>(&device));
+        let mut keys = CachedKeys {
+            cache: &mut *cache,
             region: Region::Main,
+            masked_out: mask.as_ref(),
         };
-        let h1 = g + self.attn.forward(x, &c.shape, &ctx, cache, 0);
+        let out = self.net.forward_rows(g, e, &rope, ops, &mut keys);
         cache.commit(Region::Main, rows);
-        let out = h1.clone()
-            + self
-                .mlp
-                .forward(ops.rms_norm2(h1, &self.post_attention_norm, eps), ops);
-        let logits = ops.linear(ops.rms_norm2(out.clone(), &self.norm, eps), &self.lm_head);
-        Ok(DraftOutput {
-            hidden: out,
-            logits,
-        })
+        Ok(out)
     }
-}
-
-/// Target layers whose inputs form EAGLE-3's features: `2`, `L/2`, `L-3` (0-based, in that order,
-/// duplicates kept, clamped to the model for very shallow targets).
-pub fn feature_layers(num_layers: usize) -> [usize; 3] {
-    let clamp = |i: usize| i.min(num_layers.saturating_sub(1));
-    [
-        clamp(2),
-        clamp(num_layers / 2),
-        clamp(num_layers.saturating_sub(3)),
-    ]
 }

@@ -1,19 +1,24 @@
 //! # confu-draft
 //!
-//! Owns the drafting side of a speculative round (METHOD.md §1–2): the EAGLE-3 draft head loaded
-//! from the official checkpoint layout unchanged ([`Eagle3Head`]), the draft vocabulary
-//! ([`DraftVocab`]), the stateful drafter with its own KV cache ([`Eagle3Drafter`]), the EAGLE-2
-//! dynamic tree builder ([`build_tree`]) and the chain-shaped prompt-lookup drafter
+//! Owns the drafting side of a speculative round (METHOD.md §1–2): the EAGLE-3 draft head as one
+//! burn module used for decoding and training ([`Eagle3`]) and its decoding form loaded from the
+//! official checkpoint layout unchanged ([`Eagle3Head`], [`export_official`]), the draft
+//! vocabulary ([`DraftVocab`]), the stateful drafter with its own KV cache ([`Eagle3Drafter`]),
+//! the EAGLE-2 dynamic tree builder ([`build_tree`]) and the chain-shaped prompt-lookup drafter
 //! ([`PromptLookup`]). The ConFu future-token slot joins the head here.
 
+pub mod config;
 pub mod drafter;
+pub mod export;
 pub mod head;
 pub mod lookup;
 pub mod tree;
 pub mod vocab;
 
+pub use config::DraftConfig;
 pub use drafter::Eagle3Drafter;
-pub use head::{feature_layers, DraftConfig, DraftOutput, Eagle3Head};
+pub use export::export_official;
+pub use head::{DraftOutput, Eagle3, Eagle3Head, Eagle3Layer};
 pub use lookup::PromptLookup;
 pub use tree::{build_tree, DraftTree, FrontierNode, TreeSettings};
 pub use vocab::DraftVocab;

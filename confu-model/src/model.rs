@@ -9,12 +9,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use confu_core::{kv_cache::Region, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
+use burn::tensor::{backend::Backend, Tensor};
+use confu_core::{id_tensor, index_tensor, kv_cache::Region, DenseKvCache, Error, KvCache, Ops};
+use confu_core::{Result, Visibility};
 
 use crate::config::ModelConfig;
-use crate::layer::{DecoderLayer, LayerContext};
-use crate::weights::{FileSource, RandomSource, WeightFiles, WeightSource};
+use crate::keys::CachedKeys;
+use crate::llama::Llama;
+use crate::rope_rows::RopeRows;
+use crate::weights::WeightFiles;
 
 /// The rows a forward consumes.
 pub enum ModelInput<'a, B: Backend> {
@@ -65,16 +68,13 @@ pub struct ForwardOutput<B: Backend> {
     pub taps: Vec<Tensor<B, 2>>,
 }
 
-/// The frozen target model.
+/// The frozen target model for decoding: the [`Llama`] module, its configuration and the op
+/// implementation (a backend's kernels) it runs with.
 #[derive(Debug, Clone)]
 pub struct TargetModel<B: Backend> {
     config: ModelConfig,
     ops: Arc<dyn Ops<B>>,
-    embed_tokens: Tensor<B, 2>,
-    layers: Vec<DecoderLayer<B>>,
-    norm: Tensor<B, 1>,
-    /// `None` when the head is tied to the embedding.
-    lm_head: Option<Tensor<B, 2>>,
+    weights: Llama<B>,
     inv_freq: Vec<f32>,
     device: B::Device,
 }
@@ -90,11 +90,8 @@ impl<B: Backend> TargetModel<B> {
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let files = WeightFiles::open(dir)?;
-        let mut src = FileSource::<B> {
-            files: &files,
-            device: device.clone(),
-        };
-        Self::from_source(config, &mut src, ops, device)
+        let weights = Llama::load(&files, &config, device)?;
+        Ok(Self::from_module(config, weights, ops, device))
     }
 
     /// A model of the given shape with seeded random weights.
@@ -104,40 +101,30 @@ impl<B: Backend> TargetModel<B> {
         ops: Arc<dyn Ops<B>>,
         device: &B::Device,
     ) -> Result<Self> {
-        let mut src = RandomSource::<B>::new(seed, device.clone());
-        Self::from_source(config, &mut src, ops, device)
+        let weights = Llama::random(&config, seed, device)?;
+        Ok(Self::from_module(config, weights, ops, device))
     }
 
-    /// Build from any weight source, checking every tensor's shape against `config`.
-    pub fn from_source(
+    /// Wrap a module (loaded, or trained and turned into its inference form with `valid()`).
+    pub fn from_module(
         config: ModelConfig,
-        src: &mut dyn WeightSource<B>,
+        weights: Llama<B>,
         ops: Arc<dyn Ops<B>>,
         device: &B::Device,
-    ) -> Result<Self> {
-        let (v, d) = (config.vocab_size, config.hidden_size);
-        let embed_tokens = src.matrix("model.embed_tokens.weight", [v, d])?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| DecoderLayer::load(src, &config, i))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = src.vector("model.norm.weight", d)?;
-        // Some tied checkpoints still store lm_head.weight; a tied config reuses the embedding.
-        let lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(src.matrix("lm_head.weight", [v, d])?)
-        };
+    ) -> Self {
         let inv_freq = config.rope.inv_freq();
-        Ok(Self {
+        Self {
             config,
             ops,
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
+            weights,
             inv_freq,
             device: device.clone(),
-        })
+        }
+    }
+
+    /// The module.
+    pub fn weights(&self) -> &Llama<B> {
+        &self.weights
     }
 
     /// The architecture.
@@ -156,8 +143,8 @@ impl<B: Backend> TargetModel<B> {
     }
 
     /// The token embedding table `[vocab, hidden]` (shared with EAGLE-3 draft heads).
-    pub fn embed_tokens(&self) -> &Tensor<B, 2> {
-        &self.embed_tokens
+    pub fn embed_tokens(&self) -> Tensor<B, 2> {
+        self.weights.model.embed_tokens.weight.val()
     }
 
     /// A fresh KV cache sized for this model: `capacity` main slots and `reserved` slots.
@@ -183,15 +170,16 @@ impl<B: Backend> TargetModel<B> {
                 format!("the vocabulary has {v} entries"),
             ));
         }
-        let idx: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
-        Ok(self.embed_tokens.clone().select(0, idx))
+        Ok(self
+            .weights
+            .model
+            .embed_tokens
+            .forward(id_tensor(ids, &self.device)))
     }
 
     /// Logits `[rows, vocab]` from final-normed states.
     pub fn head(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.ops
-            .linear(normed, self.lm_head.as_ref().unwrap_or(&self.embed_tokens))
+        self.weights.head(normed, self.ops.as_ref())
     }
 
     /// Run the model over new rows; see the module docs.
@@ -226,17 +214,14 @@ impl<B: Backend> TargetModel<B> {
             });
         }
 
-        let (cos, sin) = rope_tables(&c.rope, &self.inv_freq, req.positions, &self.device);
+        let rope = RopeRows::new(&c.rope, &self.inv_freq, req.positions, &self.device);
         let mask = (!req.visibility.is_all_visible())
-            .then(|| req.visibility.to_hidden_mask::<B>(&self.device));
-        let ctx = LayerContext {
-            ops: self.ops.as_ref(),
-            cos: &cos,
-            sin: &sin,
-            hidden_mask: mask.as_ref(),
+            .then(|| req.visibility.to_masked_out::<B>(&self.device));
+        let mut keys = CachedKeys {
+            cache: &mut *cache,
             region: req.region,
+            masked_out: mask.as_ref(),
         };
-
         let mut taps: Vec<Option<Tensor<B, 2>>> = vec![None; req.taps.len()];
         let mut record = |i: usize, x: &Tensor<B, 2>| {
             for (slot, tap) in taps.iter_mut().zip(req.taps) {
@@ -245,12 +230,9 @@ impl<B: Backend> TargetModel<B> {
                 }
             }
         };
-        let mut x = x;
-        for (i, layer) in self.layers.iter().enumerate() {
-            record(i, &x);
-            x = layer.forward(x, c, &ctx, cache, i);
-        }
-        record(self.layers.len(), &x);
+        let x = self
+            .weights
+            .forward_layers(x, &rope, self.ops.as_ref(), &mut keys, &mut record);
         cache.commit(req.region, rows);
 
         let wants_norm = req.taps.contains(&Tap::FinalNorm);
@@ -258,25 +240,22 @@ impl<B: Backend> TargetModel<B> {
             match &req.logits {
                 LogitRows::All | LogitRows::None => t,
                 LogitRows::Last => t.narrow(0, rows - 1, 1),
-                LogitRows::Rows(r) => {
-                    let idx: Vec<i64> = r.iter().map(|&i| i as i64).collect();
-                    let idx = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new(idx, [r.len()]),
-                        &self.device,
-                    );
-                    t.select(0, idx)
-                }
+                LogitRows::Rows(r) => t.select(0, index_tensor(r, &self.device)),
             }
         };
         let eps = c.rms_norm_eps;
         let (logits, normed_all) = if wants_norm {
-            let normed = self.ops.rms_norm2(x, &self.norm, eps);
+            let normed = self
+                .ops
+                .rms_norm2(x, &self.weights.model.norm.weight.val(), eps);
             let logits =
                 (req.logits != LogitRows::None).then(|| self.head(selected(normed.clone())));
             (logits, Some(normed))
         } else if req.logits != LogitRows::None {
             // Norm only the rows that need logits: prefill asks for one row out of many.
-            let normed = self.ops.rms_norm2(selected(x), &self.norm, eps);
+            let normed =
+                self.ops
+                    .rms_norm2(selected(x), &self.weights.model.norm.weight.val(), eps);
             (Some(self.head(normed)), None)
         } else {
             (None, None)
@@ -378,19 +357,4 @@ impl<B: Backend> TargetModel<B> {
         }
         Ok(())
     }
-}
-
-/// The per-row RoPE cos/sin tensors `[positions.len(), head_dim]` for explicit positions.
-pub fn rope_tables<B: Backend>(
-    rope: &confu_core::RopeConfig,
-    inv_freq: &[f32],
-    positions: &[usize],
-    device: &B::Device,
-) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let (cos, sin) = rope.cos_sin(inv_freq, positions);
-    let shape = [positions.len(), rope.head_dim];
-    (
-        Tensor::from_data(TensorData::new(cos, shape), device),
-        Tensor::from_data(TensorData::new(sin, shape), device),
-    )
 }

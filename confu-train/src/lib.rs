@@ -1,14 +1,21 @@
 //! # confu-train
 //!
-//! Owns training on burn's autodiff backend: the testbed's tokenizer ([`tokenizer`]), small target
-//! LMs ([`lm`], [`pretrain`]), EAGLE-3 heads with the training-time test ([`eagle3`],
-//! [`eagle3_train`]) on corpus text or on the target's own continuations ([`self_distill`]), with
-//! atomic checkpoints and exact resume. ConFu training (anchors, replication, gradients through the
-//! frozen target) comes next.
+//! Owns training on burn's autodiff backend. The models trained are the very modules decoding
+//! uses (`confu_model::Llama`, `confu_draft::Eagle3`): a trained module becomes its inference
+//! form with `valid()`, and exports through the same name walk that loads it. Every trainer
+//! calls one loop ([`trainer::train`]: AdamW, schedule, clipping, divergence check, atomic
+//! [`checkpoint`]s, exact resume, stop, step log) with only its module and its loss:
+//! - the testbed's tokenizer ([`tokenizer`]);
+//! - target LMs from a corpus ([`pretrain`]);
+//! - EAGLE-3 heads with the training-time test ([`eagle3`], [`eagle3_train`]) on corpus text or on
+//!   the target's own continuations ([`self_distill`]).
+//!
+//! ConFu training (anchors, replication, gradients through the frozen target) is the next trainer.
 
+pub mod checkpoint;
 pub mod eagle3;
 pub mod eagle3_train;
-pub mod lm;
 pub mod pretrain;
 pub mod self_distill;
 pub mod tokenizer;
+pub mod trainer;

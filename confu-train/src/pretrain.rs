@@ -1,29 +1,25 @@
-//! Pretraining a target LM from a text corpus: data packing, the AdamW loop with warm-up and
-//! cosine decay, gradient clipping, periodic atomic checkpoints, exact resume, dev evaluation, and
-//! the final export in the Hugging Face layout.
-//!
-//! Resume is exact: the data order of every step is a pure function of the seed and the step, and a
-//! checkpoint holds the model, the optimizer state and the step, so a resumed run continues the
-//! very same loss curve.
+//! Pretraining a target LM from a text corpus: the `train lm` config, data packing, the batch of
+//! every step (a pure function of the seed and the step, so resume is exact), the loss handed to
+//! the shared loop ([`crate::trainer::train`]) and the dev evaluation. The model is
+//! `confu_model::Llama` itself, exported in the Hugging Face layout by its own `export`.
 
 use confu_core::ToHost;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use confu_core::{Error, Result, RopeConfig, RopeScaling};
-use confu_model::{Architecture, ModelConfig, Tokenizer};
+use confu_model::{Architecture, Llama, ModelConfig, Tokenizer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::lm::{write_atomic, TrainableLm};
+pub use crate::trainer::{
+    checkpoint_dir, learning_rate, train, Control, DevResult, TrainLog, TrainSettings,
+};
 
 /// Shape of the LM to train (vocabulary and special ids come from the tokenizer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,43 +36,6 @@ pub struct LmShape {
 
 fn default_theta() -> f32 {
     10000.0
-}
-
-/// Optimisation settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainSettings {
-    pub seq_len: usize,
-    pub batch_size: usize,
-    pub steps: usize,
-    pub lr: f64,
-    pub warmup_steps: usize,
-    /// The cosine decays to `lr * min_lr_ratio`.
-    pub min_lr_ratio: f64,
-    pub weight_decay: f32,
-    pub grad_clip: f32,
-    pub seed: u64,
-    pub checkpoint_every: usize,
-    /// Tokens per dev category used by the evaluation.
-    pub dev_tokens: usize,
-}
-
-impl Default for TrainSettings {
-    fn default() -> Self {
-        Self {
-            seq_len: 128,
-            batch_size: 16,
-            steps: 1000,
-            lr: 3e-3,
-            warmup_steps: 50,
-            min_lr_ratio: 0.1,
-            weight_decay: 0.01,
-            grad_clip: 1.0,
-            seed: 0,
-            checkpoint_every: 100,
-            dev_tokens: 8192,
-        }
-    }
 }
 
 /// The `--config` file of `confu train lm`.
@@ -173,17 +132,6 @@ impl LmTrainConfig {
     }
 }
 
-/// Learning rate at `step`: linear warm-up, then cosine decay to `lr * min_lr_ratio`.
-pub fn learning_rate(t: &TrainSettings, step: usize) -> f64 {
-    if step < t.warmup_steps {
-        return t.lr * (step + 1) as f64 / t.warmup_steps as f64;
-    }
-    let span = (t.steps - t.warmup_steps).max(1) as f64;
-    let progress = ((step - t.warmup_steps) as f64 / span).min(1.0);
-    let min = t.lr * t.min_lr_ratio;
-    min + 0.5 * (t.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
-}
-
 /// Token sequences of `seq_len + 1` cut from a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packed {
@@ -267,44 +215,9 @@ pub fn batch_indices(num_seqs: usize, batch: usize, seed: u64, step: usize) -> V
     (0..batch).map(|i| order[(start + i) % num_seqs]).collect()
 }
 
-/// Progress of a run, as written to `log.json`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainLog {
-    /// `(step, loss, learning rate)` of every step run so far (resumed runs keep the earlier ones).
-    pub steps: Vec<(usize, f32, f64)>,
-    /// Dev evaluation per category at the end.
-    pub dev: Vec<DevResult>,
-    pub wall_s: f64,
-}
-
-/// Dev loss and next-token top-1 accuracy of one category.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DevResult {
-    pub category: String,
-    pub tokens: usize,
-    pub loss: f64,
-    pub top1: f64,
-    /// Draft heads: the same for every unrolled training-time-test step (step 0 first).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub per_step: Vec<crate::eagle3::TttStep>,
-}
-
-/// What a step callback wants next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    Continue,
-    Stop,
-}
-
-type Ad<B> = Autodiff<B>;
-
-/// Checkpoint files inside `out/checkpoint/`.
-pub fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.join("checkpoint")
-}
-
-/// Train (or resume) and return the model and log. `on_step(step, loss, lr)` is called after every
-/// step and may stop the run (the last checkpoint then allows an exact resume).
+/// Train (or resume) a target LM of shape `config` on `data`; returns the model and log.
+/// `on_step(step, loss, lr)` is called after every step and may stop the run (the last
+/// checkpoint then allows an exact resume).
 pub fn pretrain<B: Backend>(
     config: &ModelConfig,
     settings: &TrainSettings,
@@ -312,8 +225,8 @@ pub fn pretrain<B: Backend>(
     out: &Path,
     resume: bool,
     device: &B::Device,
-    mut on_step: impl FnMut(usize, f32, f64) -> Control,
-) -> Result<(TrainableLm<B>, TrainLog)> {
+    on_step: impl FnMut(usize, f32, f64) -> Control,
+) -> Result<(Llama<B>, TrainLog)> {
     if data.len() < settings.batch_size {
         return Err(Error::invalid(
             "corpus",
@@ -325,127 +238,25 @@ pub fn pretrain<B: Backend>(
             ),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut model = TrainableLm::<Ad<B>>::init(config, settings.seed, device)?;
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.95)
-        .with_weight_decay(settings.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(settings.grad_clip)))
-        .init::<Ad<B>, TrainableLm<Ad<B>>>();
-    let mut log = TrainLog::default();
-    let mut start = 0;
-    let ckpt = checkpoint_dir(out);
-    if resume {
-        let (m, o, l) = load_checkpoint::<B, _, _>(model, optim, &ckpt, device)?;
-        (model, optim, log) = (m, o, l);
-        start = log.steps.last().map_or(0, |s| s.0 + 1);
-    }
-    let t0 = std::time::Instant::now();
+    let model = Llama::<Autodiff<B>>::init(config, settings.seed, device)?;
     let n = settings.seq_len + 1;
-    for step in start..settings.steps {
+    let loss = |model: &Llama<Autodiff<B>>, step: usize| {
         let idx = batch_indices(data.len(), settings.batch_size, settings.seed, step);
         let flat: Vec<i64> = idx
             .iter()
             .flat_map(|&i| data.get(i).iter().map(|&t| t as i64))
             .collect();
         let batch =
-            Tensor::<Ad<B>, 2, Int>::from_data(TensorData::new(flat, [idx.len(), n]), device);
-        let lr = learning_rate(settings, step);
-        let loss = model.loss(config, batch);
-        let value: f32 = loss.clone().into_scalar().elem();
-        if !value.is_finite() {
-            return Err(Error::invalid(
-                "training loss",
-                value,
-                format!("diverged at step {step}; lower train.lr"),
-            ));
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
-        log.steps.push((step, value, lr));
-        let last = step + 1 == settings.steps;
-        let stop = on_step(step, value, lr) == Control::Stop;
-        if (step + 1) % settings.checkpoint_every == 0 || last || stop {
-            save_checkpoint::<B, _, _>(&model, &optim, &log, &ckpt)?;
-        }
-        if stop {
-            break;
-        }
-    }
-    log.wall_s += t0.elapsed().as_secs_f64();
+            Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(flat, [idx.len(), n]), device);
+        Ok(model.loss(config, batch))
+    };
+    let (model, log) = train(model, settings, out, resume, device, loss, on_step)?;
     Ok((model.valid(), log))
-}
-
-/// Restore model, optimizer state and log from `ckpt`.
-pub fn load_checkpoint<B: Backend, M: AutodiffModule<Ad<B>>, O: Optimizer<M, Ad<B>>>(
-    model: M,
-    optim: O,
-    ckpt: &Path,
-    device: &B::Device,
-) -> Result<(M, O, TrainLog)> {
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    let state_path = ckpt.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let log: TrainLog = serde_json::from_str(&text).map_err(|e| Error::Format {
-        path: state_path.clone(),
-        msg: e.to_string(),
-    })?;
-    let model = model
-        .load_file(ckpt.join("model"), &recorder, device)
-        .map_err(|e| Error::Format {
-            path: ckpt.join("model.bin"),
-            msg: e.to_string(),
-        })?;
-    let record = recorder
-        .load(ckpt.join("optim"), device)
-        .map_err(|e| Error::Format {
-            path: ckpt.join("optim.bin"),
-            msg: e.to_string(),
-        })?;
-    Ok((model, optim.load_record(record), log))
-}
-
-/// Write model, optimizer state and log to `ckpt` so that a kill never leaves a half-written
-/// checkpoint: a complete new one is written beside the old one, then swapped in.
-pub fn save_checkpoint<B: Backend, M: AutodiffModule<Ad<B>>, O: Optimizer<M, Ad<B>>>(
-    model: &M,
-    optim: &O,
-    log: &TrainLog,
-    ckpt: &Path,
-) -> Result<()> {
-    let recorder = &BinFileRecorder::<FullPrecisionSettings>::new();
-    let tmp = ckpt.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let fail = |p: PathBuf, e: String| Error::Format { path: p, msg: e };
-    model
-        .clone()
-        .save_file(tmp.join("model"), recorder)
-        .map_err(|e| fail(tmp.join("model.bin"), e.to_string()))?;
-    recorder
-        .record(optim.to_record(), tmp.join("optim"))
-        .map_err(|e| fail(tmp.join("optim.bin"), e.to_string()))?;
-    write_atomic(
-        &tmp.join("state.json"),
-        serde_json::to_string(log).expect("json").as_bytes(),
-    )?;
-    let old = ckpt.with_extension("old");
-    if ckpt.exists() {
-        std::fs::rename(ckpt, &old).map_err(|e| Error::io(ckpt, e))?;
-    }
-    std::fs::rename(&tmp, ckpt).map_err(|e| Error::io(ckpt, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    }
-    Ok(())
 }
 
 /// Dev loss and top-1 accuracy over `tokens` (cut into sequences of `seq_len + 1`).
 pub fn evaluate_dev<B: Backend>(
-    model: &TrainableLm<B>,
+    model: &Llama<B>,
     config: &ModelConfig,
     category: &str,
     tokens: &[u32],
@@ -460,7 +271,7 @@ pub fn evaluate_dev<B: Backend>(
             TensorData::new(ids[..seq_len].to_vec(), [1, seq_len]),
             device,
         );
-        let logits: Vec<f32> = model.forward(config, input).to_host();
+        let logits: Vec<f32> = model.forward_batch(config, input).to_host();
         let v = config.vocab_size;
         for (p, row) in logits.chunks(v).enumerate() {
             let target = seq[p + 1] as usize;

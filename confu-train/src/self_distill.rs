@@ -18,11 +18,10 @@ use confu_model::TargetModel;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::write_atomic;
 use crate::pretrain::Packed;
+use confu_model::{write_safetensors, NamedTensor};
 
 /// How to make the self-generated sequences.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,7 +156,7 @@ fn read_cache(path: &Path, key: &str) -> Result<Option<Packed>> {
     }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let t = st.tensor("tokens").map_err(|e| bad(e.to_string()))?;
-    if t.dtype() != Dtype::U32 || t.shape().len() != 2 {
+    if t.dtype() != safetensors::Dtype::U32 || t.shape().len() != 2 {
         return Err(bad(format!(
             "tokens: expected a 2-D U32 tensor, found {:?} {:?}",
             t.dtype(),
@@ -176,13 +175,7 @@ fn read_cache(path: &Path, key: &str) -> Result<Option<Packed>> {
 }
 
 fn write_cache(path: &Path, key: &str, tokens: &[u32], n: usize) -> Result<()> {
-    let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
-    let view = TensorView::new(Dtype::U32, vec![tokens.len() / n, n], &bytes)
-        .map_err(|e| Error::invalid("self-distilled tokens", tokens.len(), e.to_string()))?;
     let meta = HashMap::from([("settings".to_string(), key.to_string())]);
-    let st = safetensors::serialize([("tokens", view)], Some(meta)).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    write_atomic(path, &st)
+    let t = NamedTensor::u32("tokens", vec![tokens.len() / n, n], tokens);
+    write_safetensors(path, &[t], Some(meta))
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use backend_cpu::Cpu;
 use burn::tensor::{Int, Tensor, TensorData};
 use confu_core::Visibility;
+use confu_draft::{export_official, Eagle3};
 use confu_draft::{DraftConfig, Eagle3Head};
+use confu_model::Llama;
 use confu_model::TargetModel;
-use confu_train::eagle3::{draft_vocab_from_counts, TrainableEagle3};
-use confu_train::lm::TrainableLm;
+use confu_train::eagle3::{causal_pass, draft_vocab_from_counts};
 
 #[test]
 fn exported_head_loads_and_matches() {
@@ -19,7 +20,7 @@ fn exported_head_loads_and_matches() {
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
     let target_dir = dir.path().join("target");
-    TrainableLm::<Cpu>::init(&c, 3, &device)
+    Llama::<Cpu>::init(&c, 3, &device)
         .unwrap()
         .export(&c, &target_dir)
         .unwrap();
@@ -30,7 +31,7 @@ fn exported_head_loads_and_matches() {
     let counts: Vec<u64> = (0..40u64).map(|i| (i * 7919) % 31).collect();
     let (d2t, t2d) = draft_vocab_from_counts(&counts, 24);
     // Distinct norm weights, so that a norm exported under the wrong name would show.
-    let mut head = TrainableEagle3::<Cpu>::init(&dc, 5, &device);
+    let mut head = Eagle3::<Cpu>::init(&dc, 5, &device);
     let varied = |salt: usize| {
         let v: Vec<f32> = (0..32)
             .map(|i| 1.0 + 0.3 * ((i * 7 + salt) as f32).sin())
@@ -40,13 +41,12 @@ fn exported_head_loads_and_matches() {
             &device,
         ))
     };
-    head.hidden_norm = varied(1);
-    head.input_norm = varied(2);
-    head.post_attention_norm = varied(3);
-    head.norm = varied(4);
+    head.midlayer.hidden_norm.weight = varied(1);
+    head.midlayer.input_layernorm.weight = varied(2);
+    head.midlayer.post_attention_layernorm.weight = varied(3);
+    head.norm.weight = varied(4);
     let draft_dir = dir.path().join("draft");
-    head.export(&dc, &d2t, &t2d, Some(0), Some(1), &draft_dir)
-        .unwrap();
+    export_official(&head, &dc, &d2t, &t2d, (Some(0), Some(1)), &draft_dir).unwrap();
     let loaded = Arc::new(Eagle3Head::load(&draft_dir, &target).unwrap());
     assert_eq!(loaded.vocab.len(), 24);
 
@@ -60,8 +60,13 @@ fn exported_head_loads_and_matches() {
         TensorData::new(next.iter().map(|&x| x as i64).collect::<Vec<_>>(), [1, t]),
         &device,
     );
-    let (_, train_logits) =
-        head.forward(&dc, target.embed_tokens(), taps2.clone().unsqueeze(), ids);
+    let (_, train_logits) = causal_pass(
+        &head,
+        &dc,
+        &target.embed_tokens(),
+        taps2.clone().unsqueeze(),
+        ids,
+    );
     let train_logits: Vec<f32> = train_logits.into_data().to_vec().unwrap();
     let mut cache = loaded.new_cache(t);
     let positions: Vec<usize> = (0..t).collect();

@@ -10,7 +10,6 @@ use confu::{DraftMode, Engine, GenerationConfig};
 use confu_draft::{Eagle3Head, TreeSettings};
 use confu_model::TargetModel;
 use confu_train::eagle3_train::{train_eagle3, Eagle3Settings};
-use confu_train::lm::TrainableLm;
 use confu_train::pretrain::{Control, Packed, TrainSettings};
 
 #[test]
@@ -18,7 +17,7 @@ fn eagle3_training_runs_resumes_and_exports() {
     let c = common::tiny_llama(30, 16, 32, 4, 2, 1, 64);
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
-    TrainableLm::<Cpu>::init(&c, 1, &device)
+    confu_model::Llama::<Cpu>::init(&c, 1, &device)
         .unwrap()
         .export(&c, &dir.path().join("target"))
         .unwrap();

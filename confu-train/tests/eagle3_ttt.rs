@@ -9,8 +9,9 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
 use confu_core::{RopeConfig, RopeScaling};
 use confu_draft::DraftConfig;
+use confu_draft::Eagle3;
 use confu_model::AttentionShape;
-use confu_train::eagle3::{TrainableEagle3, TttAttention};
+use confu_train::eagle3::{ttt_loss, TttAttention};
 
 type Ad = Autodiff<Cpu>;
 
@@ -78,13 +79,13 @@ fn batch(target_salt: usize, valid_every: usize) -> Batch {
 }
 
 fn loss_and_grad(
-    head: &TrainableEagle3<Ad>,
+    head: &Eagle3<Ad>,
     x: &Batch,
     attn: TttAttention,
 ) -> (f32, Vec<f32>, Vec<confu_train::eagle3::TttStep>) {
     let c = config();
-    let mut a = attn;
-    let (loss, per_step) = head.ttt_loss(
+    let (loss, per_step) = ttt_loss(
+        head,
         &c,
         &x.embed,
         x.taps.clone(),
@@ -93,12 +94,15 @@ fn loss_and_grad(
         &x.valid,
         3,
         0.8,
-        &mut a,
+        attn,
     );
     let value: f32 = loss.clone().into_data().to_vec::<f32>().unwrap()[0];
     let grads = loss.backward();
     let g: Vec<f32> = head
+        .midlayer
+        .self_attn
         .q_proj
+        .weight
         .val()
         .grad(&grads)
         .unwrap()
@@ -119,7 +123,7 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn efficient_ttt_attention_equals_the_naive_reference() {
-    let head = TrainableEagle3::<Ad>::init(&config(), 11, &Default::default());
+    let head = Eagle3::<Ad>::init(&config(), 11, &Default::default());
     let x = batch(3, 3);
     let (l1, g1, s1) = loss_and_grad(&head, &x, TttAttention::Efficient);
     let (l2, g2, s2) = loss_and_grad(&head, &x, TttAttention::Naive);
@@ -132,7 +136,7 @@ fn efficient_ttt_attention_equals_the_naive_reference() {
 
 #[test]
 fn masked_positions_do_not_influence_loss_or_gradients() {
-    let head = TrainableEagle3::<Ad>::init(&config(), 12, &Default::default());
+    let head = Eagle3::<Ad>::init(&config(), 12, &Default::default());
     let x = batch(3, 3);
     let (l, g, _) = loss_and_grad(&head, &x, TttAttention::Efficient);
     // Perturb the target at every masked position only.
@@ -173,7 +177,7 @@ fn masked_positions_do_not_influence_loss_or_gradients() {
 #[test]
 fn adamw_steps_lower_the_ttt_loss() {
     let c = config();
-    let mut head = TrainableEagle3::<Ad>::init(&c, 13, &Default::default());
+    let mut head = Eagle3::<Ad>::init(&c, 13, &Default::default());
     let mut optim = AdamWConfig::new()
         .with_beta_2(0.95)
         .with_weight_decay(0.0)
@@ -182,8 +186,8 @@ fn adamw_steps_lower_the_ttt_loss() {
     let mut first = None;
     let mut last = 0.0;
     for _ in 0..40 {
-        let mut a = TttAttention::Efficient;
-        let (loss, _) = head.ttt_loss(
+        let (loss, _) = ttt_loss(
+            &head,
             &c,
             &x.embed,
             x.taps.clone(),
@@ -192,7 +196,7 @@ fn adamw_steps_lower_the_ttt_loss() {
             &x.valid,
             3,
             0.8,
-            &mut a,
+            TttAttention::Efficient,
         );
         last = loss.clone().into_data().to_vec::<f32>().unwrap()[0];
         first.get_or_insert(last);

@@ -9,8 +9,8 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use confu::{Engine, GenerationConfig};
+use confu_model::Llama;
 use confu_model::{LogitRows, ModelConfig, TargetModel};
-use confu_train::lm::TrainableLm;
 
 type Train = Autodiff<Cpu>;
 
@@ -22,7 +22,7 @@ fn tiny_config() -> ModelConfig {
 fn training_lowers_the_loss_and_the_export_matches() {
     let c = tiny_config();
     let device = Default::default();
-    let mut model = TrainableLm::<Train>::init(&c, 7, &device).unwrap();
+    let mut model = Llama::<Train>::init(&c, 7, &device).unwrap();
     // Two sequences with a repeating pattern the model can learn.
     let seqs: Vec<i64> = (0..2 * 17)
         .map(|i| (2 + (i % 17) * 3 % 11 + (i / 17) * 5) as i64)
@@ -55,7 +55,7 @@ fn training_lowers_the_loss_and_the_export_matches() {
         TensorData::new(ids.iter().map(|&x| x as i64).collect::<Vec<_>>(), [1, 16]),
         &device,
     );
-    let train_logits: Vec<f32> = valid.forward(&c, idt).into_data().to_vec().unwrap();
+    let train_logits: Vec<f32> = valid.forward_batch(&c, idt).into_data().to_vec().unwrap();
     let mut cache = target.new_cache(0, 16);
     let out = target
         .forward_causal(&mut cache, &ids, LogitRows::All, &[])

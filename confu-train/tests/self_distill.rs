@@ -8,7 +8,6 @@ mod common;
 use backend_cpu::Cpu;
 use confu_model::{LogitRows, TargetModel};
 use confu_train::eagle3_train::{evaluate_eagle3_dev, train_eagle3, Eagle3Settings};
-use confu_train::lm::TrainableLm;
 use confu_train::pretrain::{Control, Packed, TrainSettings};
 use confu_train::self_distill::{self_distilled, SelfDistill, CACHE_FILE};
 
@@ -17,7 +16,7 @@ fn self_distilled_sequences_are_target_continuations() {
     let c = common::tiny_llama(30, 16, 32, 3, 2, 1, 64);
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
-    TrainableLm::<Cpu>::init(&c, 3, &device)
+    confu_model::Llama::<Cpu>::init(&c, 3, &device)
         .unwrap()
         .export(&c, &dir.path().join("target"))
         .unwrap();

@@ -1,19 +1,27 @@
-//! The decode loop. Vanilla, prompt-lookup and EAGLE-3 decoding are one loop with parts switched
-//! on or off: each round a drafter (none, n-gram lookup, or the EAGLE-3 head) proposes a tree below
-//! the pending root token, the target verifies it in one forward, the acceptance rule keeps a path
-//! plus a bonus token, and the caches are compacted to that path. Without a drafter the tree is the
-//! root alone, which is exactly plain autoregressive decoding.
+//! The decode loop, as the four phases of a speculative round (EAGLE's Figure 2–3):
+//!
+//! ```text
+//! prefill ─► loop { propose (a Drafter grows a tree below the pending root)
+//!                   score   (one target pass over the RowLayout of that tree)
+//!                   accept  (greedy or lossless-sampling walk → path + bonus token)
+//!                   update  (compact the target cache to the path; the drafter observes it)
+//!                   emit    (stream the accepted tokens, stop at EOS or the budget) }
+//! ```
+//! Vanilla decoding, prompt lookup and EAGLE-3 are the same loop with different drafters
+//! ([`crate::drafting`]); with no drafter the tree is the root alone, which is exactly plain
+//! autoregressive decoding.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor};
 use confu_core::sampling::filtered_probs;
-use confu_core::{DraftTree, Error, KvCache, Result, Sampler};
-use confu_draft::{feature_layers, Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings};
-use confu_model::{LogitRows, Tap, TargetModel};
-use confu_verify::{compact_to_path, greedy_accept, sample_accept, verify_tree, Acceptance};
+use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, KvCache, Result, Sampler};
+use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
+use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
+use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance, RowLayout};
 
+use crate::drafting::{Drafter, Eagle3Proposer, NoDraft};
 use crate::generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
 
 /// Which drafter proposes tokens.
@@ -35,6 +43,16 @@ pub enum DraftMode<B: Backend> {
 pub struct Engine<B: Backend> {
     target: TargetModel<B>,
     mode: DraftMode<B>,
+}
+
+/// The state of one sequence between rounds.
+struct Sequence<B: Backend> {
+    cache: DenseKvCache<B>,
+    taps: Vec<Tap>,
+    /// Prompt and every accepted token.
+    context: Vec<u32>,
+    /// The target's pending token after `context` (the next round's root).
+    root: u32,
 }
 
 impl<B: Backend> Engine<B> {
@@ -64,128 +82,92 @@ impl<B: Backend> Engine<B> {
         &self.mode
     }
 
-    /// Generate a continuation of `prompt`. `on_tokens` sees the tokens of every round as soon as
-    /// they are final (for streaming).
+    /// A fresh drafter for the configured mode.
+    pub fn drafter(&self) -> Box<dyn Drafter<B>> {
+        match &self.mode {
+            DraftMode::Vanilla => Box::new(NoDraft),
+            DraftMode::Lookup(l) => Box::new(l.clone()),
+            DraftMode::Eagle3 { head, tree } => Box::new(Eagle3Proposer::new(
+                head.clone(),
+                self.target.ops().clone(),
+                *tree,
+            )),
+        }
+    }
+
+    /// Generate a continuation of `prompt` with the configured drafter. `on_tokens` sees the
+    /// tokens of every round as soon as they are final (for streaming).
     pub fn generate(
         &self,
         prompt: &[u32],
         config: &GenerationConfig,
+        on_tokens: impl FnMut(&[u32]),
+    ) -> Result<Generation> {
+        let mut drafter = self.drafter();
+        self.generate_with(prompt, config, drafter.as_mut(), on_tokens)
+    }
+
+    /// Generate with any drafter (research use: a custom [`Drafter`] plugs in here).
+    pub fn generate_with(
+        &self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        drafter: &mut dyn Drafter<B>,
         mut on_tokens: impl FnMut(&[u32]),
     ) -> Result<Generation> {
         config.validate()?;
-        if prompt.is_empty() {
-            return Err(Error::invalid("prompt", "\"\"", "needs at least one token"));
-        }
-        let c = self.target.config();
-        let limit = c.max_position_embeddings;
-        if prompt.len() >= limit {
-            return Err(Error::Capacity {
-                what: "prompt length (the model's max_position_embeddings)",
-                requested: prompt.len() + 1,
-                limit,
-            });
-        }
-        let max_tree = match &self.mode {
-            DraftMode::Vanilla => 1,
-            DraftMode::Lookup(l) => l.num_draft + 1,
-            DraftMode::Eagle3 { tree, .. } => tree.total_tokens,
-        };
-        let capacity = (prompt.len() + config.max_new_tokens + max_tree).min(limit);
-        let mut cache = self.target.new_cache(0, capacity);
         let mut sampler = Sampler::new(config.sampling.clone())?;
-        let taps: Vec<Tap> = match &self.mode {
-            DraftMode::Eagle3 { .. } => feature_layers(c.num_hidden_layers)
-                .map(Tap::LayerInput)
-                .to_vec(),
-            _ => vec![],
-        };
-        let mut drafter = match &self.mode {
-            DraftMode::Eagle3 { head, tree } => Some(Eagle3Drafter::new(
-                head.clone(),
-                self.target.ops().clone(),
-                capacity + tree.depth * tree.top_k,
-            )),
-            _ => None,
-        };
-
         let mut timings = Timings {
             prefill_tokens: prompt.len(),
             ..Default::default()
         };
         let start = Instant::now();
-        let out = self
-            .target
-            .forward_causal(&mut cache, prompt, LogitRows::Last, &taps)?;
-        let logits = confu_core::host_rows(out.logits.expect("requested"));
-        let mut root = sampler.sample(&logits[0]) as u32;
-        if let Some(d) = drafter.as_mut() {
-            let next: Vec<u32> = prompt[1..].iter().copied().chain([root]).collect();
-            d.extend(Tensor::cat(out.taps, 1), &next)?;
-        }
+        let mut seq = self.prefill(prompt, config, drafter, &mut sampler)?;
         timings.prefill_s = start.elapsed().as_secs_f64();
 
-        let mut context: Vec<u32> = prompt.to_vec();
+        let c = self.target.config();
+        let limit = c.max_position_embeddings;
+        let ends = |t: &u32| config.stop_at_eos && c.eos_token_ids.contains(t);
         let mut generated: Vec<u32> = Vec::new();
         let mut rounds: Vec<RoundTrace> = Vec::new();
         let decode_start = Instant::now();
         let stop_reason = loop {
-            let prefix = cache.len();
+            let prefix = seq.cache.len();
             // A pending root that completes the output (or ends it) needs no forward.
-            let vanilla = drafter.is_none() && !matches!(self.mode, DraftMode::Lookup(_));
-            let ends = config.stop_at_eos && c.eos_token_ids.contains(&root);
-            if vanilla && (ends || generated.len() + 1 >= config.max_new_tokens) {
+            let root = seq.root;
+            if !drafter.speculates()
+                && (ends(&root) || generated.len() + 1 >= config.max_new_tokens)
+            {
                 generated.push(root);
                 on_tokens(&[root]);
-                break if ends {
+                break if ends(&root) {
                     StopReason::Eos
                 } else {
                     StopReason::MaxNewTokens
                 };
             }
-            if prefix + 1 >= limit || prefix + 1 > cache.capacity() {
+            if prefix + 1 >= limit || prefix + 1 > seq.cache.capacity() {
                 generated.push(root);
                 on_tokens(&[root]);
                 break StopReason::PositionLimit;
             }
             // Budget: nodes must fit the cache, depths the position limit.
-            let room = (cache.capacity() - prefix).min(limit - prefix);
+            let room = (seq.cache.capacity() - prefix).min(limit - prefix);
+
             let t0 = Instant::now();
-            let tree = match (&self.mode, drafter.as_mut()) {
-                (DraftMode::Eagle3 { tree, .. }, Some(d)) => {
-                    let settings = TreeSettings {
-                        total_tokens: tree.total_tokens.min(room),
-                        depth: tree.depth.min(room.saturating_sub(2)),
-                        top_k: tree.top_k,
-                    };
-                    d.draft_tree(root, settings)?
-                }
-                (DraftMode::Lookup(l), _) => {
-                    context.push(root);
-                    let t = l.draft(&context, root, room);
-                    context.pop();
-                    t
-                }
-                _ => DraftTree::root_only(root),
-            };
+            let tree = drafter.propose(&seq.context, root, room)?;
             let t1 = Instant::now();
-            let verification = verify_tree(&self.target, &mut cache, &tree, &taps)?;
-            let acceptance = self.accept(&tree, &verification.logits, &mut sampler);
+            let layout = RowLayout::tree(seq.cache.reserved(), prefix, &tree)?;
+            let scores = score(
+                &self.target,
+                &mut seq.cache,
+                &layout,
+                ModelInput::Ids(&tree.tokens),
+                &seq.taps,
+            )?;
+            let acceptance = accept(&tree, &scores.logits, &mut sampler);
             let t2 = Instant::now();
-            compact_to_path(&mut cache, prefix, &acceptance.path)?;
-            let accepted: Vec<u32> = acceptance.path.iter().map(|&n| tree.tokens[n]).collect();
-            if let (Some(d), Some(features)) = (drafter.as_mut(), verification.features) {
-                let idx: Vec<i64> = acceptance.path.iter().map(|&n| n as i64).collect();
-                let idx = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(idx, [acceptance.path.len()]),
-                    self.target.device(),
-                );
-                let next: Vec<u32> = accepted[1..]
-                    .iter()
-                    .copied()
-                    .chain([acceptance.bonus])
-                    .collect();
-                d.extend(features.select(0, idx), &next)?;
-            }
+            let accepted = self.update(&mut seq, drafter, &tree, &acceptance, scores.features)?;
             let t3 = Instant::now();
             rounds.push(RoundTrace {
                 tree_size: tree.len(),
@@ -195,13 +177,9 @@ impl<B: Backend> Engine<B> {
                 verify_s: (t2 - t1).as_secs_f64(),
                 update_s: (t3 - t2).as_secs_f64(),
             });
-            context.extend(&accepted);
-            root = acceptance.bonus;
 
             // Emit up to the first EOS or the token budget.
-            let eos_at = accepted
-                .iter()
-                .position(|t| config.stop_at_eos && c.eos_token_ids.contains(t));
+            let eos_at = accepted.iter().position(ends);
             let take = eos_at.map_or(accepted.len(), |i| i + 1);
             let take = take.min(config.max_new_tokens - generated.len());
             on_tokens(&accepted[..take]);
@@ -224,16 +202,86 @@ impl<B: Backend> Engine<B> {
         })
     }
 
-    fn accept(&self, tree: &DraftTree, logits: &[Vec<f32>], sampler: &mut Sampler) -> Acceptance {
-        if sampler.params().is_greedy() {
-            let argmax: Vec<u32> = logits
-                .iter()
-                .map(|l| confu_core::sampling::argmax(l) as u32)
-                .collect();
-            greedy_accept(tree, &argmax)
-        } else {
-            let params = sampler.params().clone();
-            sample_accept(tree, |n| filtered_probs(&logits[n], &params), sampler)
+    /// Prefill: the prompt's rows in one causal pass; its last row gives the first root token,
+    /// and the drafter observes every prompt position paired with the token after it.
+    fn prefill(
+        &self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        drafter: &mut dyn Drafter<B>,
+        sampler: &mut Sampler,
+    ) -> Result<Sequence<B>> {
+        if prompt.is_empty() {
+            return Err(Error::invalid("prompt", "\"\"", "needs at least one token"));
         }
+        let c = self.target.config();
+        let limit = c.max_position_embeddings;
+        if prompt.len() >= limit {
+            return Err(Error::Capacity {
+                what: "prompt length (the model's max_position_embeddings)",
+                requested: prompt.len() + 1,
+                limit,
+            });
+        }
+        let capacity = (prompt.len() + config.max_new_tokens + drafter.max_tree()).min(limit);
+        let mut cache = self.target.new_cache(0, capacity);
+        let taps = drafter.taps(c);
+        drafter.reset(capacity);
+        let out = self
+            .target
+            .forward_causal(&mut cache, prompt, LogitRows::Last, &taps)?;
+        let logits = confu_core::host_rows(out.logits.expect("requested"));
+        let root = sampler.sample(&logits[0]) as u32;
+        let features = (!out.taps.is_empty()).then(|| Tensor::cat(out.taps, 1));
+        let next: Vec<u32> = prompt[1..].iter().copied().chain([root]).collect();
+        drafter.observe(features, &next)?;
+        Ok(Sequence {
+            cache,
+            taps,
+            context: prompt.to_vec(),
+            root,
+        })
+    }
+
+    /// Update: keep the accepted path in the target cache, let the drafter observe the accepted
+    /// positions, and make the bonus token the next root. Returns the accepted tokens (root first).
+    fn update(
+        &self,
+        seq: &mut Sequence<B>,
+        drafter: &mut dyn Drafter<B>,
+        tree: &DraftTree,
+        acceptance: &Acceptance,
+        features: Option<Tensor<B, 2>>,
+    ) -> Result<Vec<u32>> {
+        let prefix = seq.cache.len() - tree.len();
+        compact_to_path(&mut seq.cache, prefix, &acceptance.path)?;
+        let accepted: Vec<u32> = acceptance.path.iter().map(|&n| tree.tokens[n]).collect();
+        if drafter.speculates() {
+            let features =
+                features.map(|f| f.select(0, index_tensor(&acceptance.path, self.target.device())));
+            let next: Vec<u32> = accepted[1..]
+                .iter()
+                .copied()
+                .chain([acceptance.bonus])
+                .collect();
+            drafter.observe(features, &next)?;
+        }
+        seq.context.extend(&accepted);
+        seq.root = acceptance.bonus;
+        Ok(accepted)
+    }
+}
+
+/// Accept: the greedy walk at temperature 0, the lossless sampling walk otherwise.
+fn accept(tree: &DraftTree, logits: &[Vec<f32>], sampler: &mut Sampler) -> Acceptance {
+    if sampler.params().is_greedy() {
+        let argmax: Vec<u32> = logits
+            .iter()
+            .map(|l| confu_core::sampling::argmax(l) as u32)
+            .collect();
+        greedy_accept(tree, &argmax)
+    } else {
+        let params = sampler.params().clone();
+        sample_accept(tree, |n| filtered_probs(&logits[n], &params), sampler)
     }
 }

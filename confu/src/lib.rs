@@ -1,14 +1,18 @@
 //! # confu
 //!
-//! The facade that the CLI and downstream research code use: the [`Engine`] decode loop, the
-//! generation configuration and its results (timings, stop reason). Speculative modes (EAGLE-3,
+//! The facade that the CLI and downstream research code use: the [`Engine`] decode loop (a round
+//! in named phases: prefill, propose, score, accept, update, emit), the [`Drafter`] trait that
+//! vanilla, lookup and EAGLE-3 implement and research drafters plug into, the generation
+//! configuration and its results (timings, stop reason). Speculative modes (EAGLE-3,
 //! ConFu), metrics and the evaluation harness join here as they are built.
 
+pub mod drafting;
 pub mod engine;
 pub mod eval;
 pub mod generation;
 pub mod reference;
 
+pub use drafting::{Drafter, Eagle3Proposer, NoDraft};
 pub use engine::{DraftMode, Engine};
 pub use generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
 

@@ -11,7 +11,8 @@ use burn::tensor::{Tensor, TensorData};
 use confu::reference::{fixture_dirs, read_tensors, rel_l2, RefTensor};
 use confu::{DraftMode, Engine, GenerationConfig};
 use confu_core::DraftTree;
-use confu_draft::{build_tree, feature_layers, Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_draft::{build_tree, Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_model::feature_layers;
 use confu_model::{LogitRows, Tap, TargetModel};
 use confu_verify::evaluate_posterior;
 

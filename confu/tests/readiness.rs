@@ -113,7 +113,7 @@ fn hidden_extra_rows_leave_real_logits_unchanged() {
         // the soft prompt, the prefix and themselves; no real row sees them.
         let s = 4;
         let mut c1 = m.new_cache(s, 32);
-        let mut soft = Visibility::hidden(s, s);
+        let mut soft = Visibility::blank(s, s);
         for r in 0..s {
             soft.allow_range(r, 0..r + 1);
         }
@@ -130,7 +130,7 @@ fn hidden_extra_rows_leave_real_logits_unchanged() {
         let extra = 2;
         let rows = real.len() + extra;
         let mut vis = Visibility::causal(s, n, real.len());
-        let mut full = Visibility::hidden(rows, s + n + rows);
+        let mut full = Visibility::blank(rows, s + n + rows);
         for r in 0..real.len() {
             for col in 0..vis.cols() {
                 if vis.get(r, col) {

@@ -1,0 +1,165 @@
+//! The one training loop every trainer calls: AdamW (β = 0.9, 0.95) with linear warm-up and cosine
+//! decay, gradient-norm clipping, a divergence check, periodic atomic checkpoints, exact resume,
+//! a stop request from the caller, and the step log. A trainer brings only its trainable module
+//! and its loss function (`train lm`, `train eagle3`, and next ConFu).
+//!
+//! Resume is exact: a trainer's batch for a step is a pure function of the seed and the step, and
+//! a checkpoint holds the module, the optimizer state and the log, so a resumed run continues the
+//! very same loss curve.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{backend::Backend, Tensor};
+use confu_core::{Error, Result, ToHost};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{load_checkpoint, save_checkpoint};
+
+/// Optimisation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    /// The cosine decays to `lr * min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f32,
+    pub grad_clip: f32,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    /// Tokens per dev category used by the evaluation.
+    pub dev_tokens: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            seq_len: 128,
+            batch_size: 16,
+            steps: 1000,
+            lr: 3e-3,
+            warmup_steps: 50,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            seed: 0,
+            checkpoint_every: 100,
+            dev_tokens: 8192,
+        }
+    }
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to `lr * min_lr_ratio`.
+pub fn learning_rate(t: &TrainSettings, step: usize) -> f64 {
+    if step < t.warmup_steps {
+        return t.lr * (step + 1) as f64 / t.warmup_steps as f64;
+    }
+    let span = (t.steps - t.warmup_steps).max(1) as f64;
+    let progress = ((step - t.warmup_steps) as f64 / span).min(1.0);
+    let min = t.lr * t.min_lr_ratio;
+    min + 0.5 * (t.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// Progress of a run, as written to `log.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    /// `(step, loss, learning rate)` of every step run so far (resumed runs keep the earlier ones).
+    pub steps: Vec<(usize, f32, f64)>,
+    /// Dev evaluation per category at the end.
+    pub dev: Vec<DevResult>,
+    pub wall_s: f64,
+}
+
+/// Dev loss and next-token top-1 accuracy of one category.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DevResult {
+    pub category: String,
+    pub tokens: usize,
+    pub loss: f64,
+    pub top1: f64,
+    /// Draft heads: the same for every unrolled training-time-test step (step 0 first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_step: Vec<crate::eagle3::TttStep>,
+}
+
+/// What a step callback wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Checkpoint files inside `out/checkpoint/`.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Train `module` (or resume it from `out/checkpoint`) for `settings.steps` steps.
+///
+/// `loss(module, step)` returns the step's scalar loss (its batch chosen from the step alone);
+/// `on_step(step, loss, lr)` is called after every step and may stop the run (the checkpoint
+/// written then allows an exact resume). Returns the trained module (still on the autodiff
+/// backend; `valid()` gives its inference form) and the log.
+pub fn train<B, M>(
+    module: M,
+    settings: &TrainSettings,
+    out: &Path,
+    resume: bool,
+    device: &B::Device,
+    mut loss: impl FnMut(&M, usize) -> Result<Tensor<Autodiff<B>, 1>>,
+    mut on_step: impl FnMut(usize, f32, f64) -> Control,
+) -> Result<(M, TrainLog)>
+where
+    B: Backend,
+    M: AutodiffModule<Autodiff<B>>,
+{
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut module = module;
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_weight_decay(settings.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(settings.grad_clip)))
+        .init::<Autodiff<B>, M>();
+    let ckpt = checkpoint_dir(out);
+    let mut log = TrainLog::default();
+    let mut start = 0;
+    if resume {
+        let (m, o, l) = load_checkpoint::<B, _, _>(module, optim, &ckpt, device)?;
+        (module, optim, log) = (m, o, l);
+        start = log.steps.last().map_or(0, |s| s.0 + 1);
+    }
+    let t0 = std::time::Instant::now();
+    for step in start..settings.steps {
+        let value_t = loss(&module, step)?;
+        let value: f32 = value_t.clone().to_host()[0];
+        if !value.is_finite() {
+            return Err(Error::invalid(
+                "training loss",
+                value,
+                format!("diverged at step {step}; lower train.lr"),
+            ));
+        }
+        let lr = learning_rate(settings, step);
+        let grads = GradientsParams::from_grads(value_t.backward(), &module);
+        module = optim.step(lr, module, grads);
+        log.steps.push((step, value, lr));
+        let last = step + 1 == settings.steps;
+        let stop = on_step(step, value, lr) == Control::Stop;
+        if (step + 1) % settings.checkpoint_every == 0 || last || stop {
+            save_checkpoint::<B, _, _>(&module, &optim, &log, &ckpt)?;
+        }
+        if stop {
+            break;
+        }
+    }
+    log.wall_s += t0.elapsed().as_secs_f64();
+    Ok((module, log))
+}
