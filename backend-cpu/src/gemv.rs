@@ -87,7 +87,7 @@ impl Ops<Cpu> for CpuOps {
         let (qt, kt, vt) = (float(q.clone()), float(k.clone()), float(v.clone()));
         let (Some(qa), Some(ka), Some(va)) = (Strided::of(&qt), Strided::of(&kt), Strided::of(&vt))
         else {
-            return portable::attention(q, k, v, masked_out, scale);
+            return confu_core::PortableOps.attention(q, k, v, masked_out, scale);
         };
         let mask_host: Option<Vec<bool>> =
             masked_out.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));

@@ -101,11 +101,16 @@ mod tests {
         (0..v.cols()).map(|c| v.get(r, c)).collect()
     }
 
+    /// `"1101"` as `[true, true, false, true]`.
+    fn bits(s: &str) -> Vec<bool> {
+        s.chars().map(|c| c == '1').collect()
+    }
+
     #[test]
     fn soft_prompt_rows_are_causal_in_the_reserved_region() {
         let v = Visibility::soft_prompt(3, 2);
-        assert_eq!(row(&v, 0), [true, false, false, false, false]);
-        assert_eq!(row(&v, 2), [true, true, true, false, false]);
+        assert_eq!(row(&v, 0), bits("10000"));
+        assert_eq!(row(&v, 2), bits("11100"));
     }
 
     #[test]
@@ -121,15 +126,9 @@ mod tests {
             assert_eq!(row(&v, r), want);
         }
         // [con] of node 2: soft prompt, prefix, root, node 2, itself; not node 1, not [con]_0.
-        assert_eq!(
-            row(&v, 4),
-            [true, true, true, true, false, true, false, true]
-        );
+        assert_eq!(row(&v, 4), bits("11110101"));
         // [con] of the root: soft prompt, prefix, root, itself.
-        assert_eq!(
-            row(&v, 3),
-            [true, true, true, true, false, false, true, false]
-        );
+        assert_eq!(row(&v, 3), bits("11110010"));
         assert!(v.validate().is_ok());
         assert!(tree.with_contemplate_rows(2, 2, &[3]).is_err());
     }
@@ -137,14 +136,8 @@ mod tests {
     #[test]
     fn anchor_rows_see_their_prefix_and_the_soft_prompt() {
         let v = Visibility::anchor_rows(2, 2, 4, &[1, 3]).unwrap();
-        assert_eq!(
-            row(&v, 0),
-            [true, true, true, true, false, false, true, false]
-        );
-        assert_eq!(
-            row(&v, 1),
-            [true, true, true, true, true, true, false, true]
-        );
+        assert_eq!(row(&v, 0), bits("11110010"));
+        assert_eq!(row(&v, 1), bits("11111101"));
         assert!(Visibility::anchor_rows(2, 2, 4, &[4]).is_err());
     }
 }

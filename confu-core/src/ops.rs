@@ -44,7 +44,9 @@ pub trait Ops<B: Backend>: Send + Sync + Debug {
         masked_out: Option<Tensor<B, 2, Bool>>,
         scale: f64,
     ) -> Tensor<B, 3> {
-        portable::attention(q, k, v, masked_out, scale)
+        let batch = |t: Tensor<B, 3>| t.unsqueeze::<4>();
+        portable::attention_batched([batch(q), batch(k), batch(v)], masked_out, scale)
+            .squeeze_dim(0)
     }
 }
 
@@ -92,30 +94,11 @@ pub mod portable {
         x * cos + rotated * sin
     }
 
-    pub fn attention<B: Backend>(
-        q: Tensor<B, 3>,
-        k: Tensor<B, 3>,
-        v: Tensor<B, 3>,
-        masked_out: Option<Tensor<B, 2, Bool>>,
-        scale: f64,
-    ) -> Tensor<B, 3> {
-        let out = attention_batched(
-            q.unsqueeze(),
-            k.unsqueeze(),
-            v.unsqueeze(),
-            masked_out,
-            scale,
-        );
-        out.squeeze_dim(0)
-    }
-
-    /// [`attention`] over a batch of sequences that share one mask: `q: [batch, heads, rows, d]`,
+    /// [`Ops::attention`](super::Ops::attention) over a batch of sequences that share one mask: `q: [batch, heads, rows, d]`,
     /// `k`, `v: [batch, kv_heads, keys, d]`, `masked_out: [rows, keys]`. Training runs whole
     /// sequences through this; decoding uses the one-sequence form above.
     pub fn attention_batched<B: Backend>(
-        q: Tensor<B, 4>,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
+        [q, k, v]: [Tensor<B, 4>; 3],
         masked_out: Option<Tensor<B, 2, Bool>>,
         scale: f64,
     ) -> Tensor<B, 4> {

@@ -152,32 +152,34 @@ impl<B: Backend> Eagle3Head<B> {
             field: field.into(),
             msg,
         };
-        if config.target_hidden_size != t.hidden_size {
-            return Err(mismatch(
+        let fits = [
+            (
                 "hidden_size / target_hidden_size",
+                config.target_hidden_size == t.hidden_size,
                 format!(
                     "the draft expects target features of width {}, but the target's hidden size is {}",
                     config.target_hidden_size, t.hidden_size
                 ),
-            ));
-        }
-        if config.vocab_size != t.vocab_size {
-            return Err(mismatch(
+            ),
+            (
                 "vocab_size",
+                config.vocab_size == t.vocab_size,
                 format!(
                     "{} does not match the target's vocabulary of {}",
                     config.vocab_size, t.vocab_size
                 ),
-            ));
-        }
-        if config.hidden_size != t.hidden_size {
-            return Err(mismatch(
+            ),
+            (
                 "hidden_size",
+                config.hidden_size == t.hidden_size,
                 format!(
                     "{} differs from the target's {}: the draft shares the target's embedding table",
                     config.hidden_size, t.hidden_size
                 ),
-            ));
+            ),
+        ];
+        if let Some((field, _, msg)) = fits.into_iter().find(|f| !f.1) {
+            return Err(mismatch(field, msg));
         }
         let files = WeightFiles::open(dir)?;
         let d2t = files.read_i64("d2t", &[config.draft_vocab_size])?;

@@ -84,13 +84,8 @@ pub fn batch_to_rows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
 impl<B: Backend> AttentionKeys<B> for BatchKeys<B> {
     fn attend(&mut self, _layer: usize, qkv: Qkv<B>, _ops: &dyn Ops<B>) -> Tensor<B, 3> {
         let (b, Qkv { q, k, v, scale }) = (self.batch, qkv);
-        let out = portable::attention_batched(
-            rows_to_batch(q, b),
-            rows_to_batch(k, b),
-            rows_to_batch(v, b),
-            self.masked_out.clone(),
-            scale,
-        );
+        let qkv = [q, k, v].map(|t| rows_to_batch(t, b));
+        let out = portable::attention_batched(qkv, self.masked_out.clone(), scale);
         batch_to_rows(out)
     }
 }

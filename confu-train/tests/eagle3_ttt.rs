@@ -78,24 +78,25 @@ fn batch(target_salt: usize, valid_every: usize) -> Batch {
     }
 }
 
+/// The 3-step training-time-test loss of `head` on `x`.
+fn loss_of(
+    head: &Eagle3<Ad>,
+    x: &Batch,
+    attn: TttAttention,
+) -> (Tensor<Ad, 1>, Vec<confu_train::eagle3::TttStep>) {
+    let c = config();
+    let (taps, target) = (x.taps.clone(), x.target.clone());
+    ttt_loss(
+        head, &c, &x.embed, taps, &x.ids, target, &x.valid, 3, 0.8, attn,
+    )
+}
+
 fn loss_and_grad(
     head: &Eagle3<Ad>,
     x: &Batch,
     attn: TttAttention,
 ) -> (f32, Vec<f32>, Vec<confu_train::eagle3::TttStep>) {
-    let c = config();
-    let (loss, per_step) = ttt_loss(
-        head,
-        &c,
-        &x.embed,
-        x.taps.clone(),
-        &x.ids,
-        x.target.clone(),
-        &x.valid,
-        3,
-        0.8,
-        attn,
-    );
+    let (loss, per_step) = loss_of(head, x, attn);
     let value: f32 = loss.clone().into_data().to_vec::<f32>().unwrap()[0];
     let grads = loss.backward();
     let g: Vec<f32> = head
@@ -186,18 +187,7 @@ fn adamw_steps_lower_the_ttt_loss() {
     let mut first = None;
     let mut last = 0.0;
     for _ in 0..40 {
-        let (loss, _) = ttt_loss(
-            &head,
-            &c,
-            &x.embed,
-            x.taps.clone(),
-            &x.ids,
-            x.target.clone(),
-            &x.valid,
-            3,
-            0.8,
-            TttAttention::Efficient,
-        );
+        let (loss, _) = loss_of(&head, &x, TttAttention::Efficient);
         last = loss.clone().into_data().to_vec::<f32>().unwrap()[0];
         first.get_or_insert(last);
         let grads = GradientsParams::from_grads(loss.backward(), &head);

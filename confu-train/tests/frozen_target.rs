@@ -9,11 +9,27 @@ use std::sync::Arc;
 use backend_cpu::Cpu;
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 use confu_core::{kv_cache::Region, PortableOps, ToHost, Visibility};
 use confu_model::{ForwardRequest, Llama, LogitRows, ModelInput, TargetModel};
 
 type Ad = Autodiff<Cpu>;
+
+/// Logits of raw input rows `embeds`, causal from position 0.
+fn causal_logits<B: Backend>(t: &TargetModel<B>, embeds: Tensor<B, 2>) -> Tensor<B, 2> {
+    let rows = embeds.dims()[0];
+    let positions: Vec<usize> = (0..rows).collect();
+    let mut cache = t.new_cache(0, rows);
+    let req = ForwardRequest {
+        input: ModelInput::Embeds(embeds),
+        positions: &positions,
+        visibility: &Visibility::causal(0, 0, rows),
+        logits: LogitRows::All,
+        taps: &[],
+        region: Region::Main,
+    };
+    t.forward(&mut cache, req).unwrap().logits.unwrap()
+}
 
 #[test]
 fn a_frozen_target_passes_gradients_to_its_inputs_and_takes_none() {
@@ -32,26 +48,7 @@ fn a_frozen_target_passes_gradients_to_its_inputs_and_takes_none() {
         .collect();
     let embeds = Tensor::<Ad, 2>::from_data(TensorData::new(values.clone(), [rows, 32]), &device)
         .require_grad();
-    let positions: Vec<usize> = (0..rows).collect();
-    let vis = Visibility::causal(0, 0, rows);
-    let run = |t: &TargetModel<Ad>, e: Tensor<Ad, 2>| {
-        let mut cache = t.new_cache(0, rows);
-        t.forward(
-            &mut cache,
-            ForwardRequest {
-                input: ModelInput::Embeds(e),
-                positions: &positions,
-                visibility: &vis,
-                logits: LogitRows::All,
-                taps: &[],
-                region: Region::Main,
-            },
-        )
-        .unwrap()
-        .logits
-        .unwrap()
-    };
-    let logits = run(&target, embeds.clone());
+    let logits = causal_logits(&target, embeds.clone());
     let grads = logits.clone().powi_scalar(2).sum().backward();
     let g: Vec<f32> = embeds
         .grad(&grads)
@@ -67,26 +64,11 @@ fn a_frozen_target_passes_gradients_to_its_inputs_and_takes_none() {
     );
 
     // The same module decodes: its inference form gives the same logits.
-    let mut cache = inference.new_cache(0, rows);
-    let plain = inference
-        .forward(
-            &mut cache,
-            ForwardRequest {
-                input: ModelInput::Embeds(Tensor::from_data(
-                    TensorData::new(values, [rows, 32]),
-                    &device,
-                )),
-                positions: &positions,
-                visibility: &vis,
-                logits: LogitRows::All,
-                taps: &[],
-                region: Region::Main,
-            },
-        )
-        .unwrap()
-        .logits
-        .unwrap()
-        .to_host();
+    let plain = causal_logits(
+        &inference,
+        Tensor::from_data(TensorData::new(values, [rows, 32]), &device),
+    )
+    .to_host();
     let r = confu::reference::rel_l2(&plain, &logits.to_host());
     println!("frozen target: autodiff vs inference logits rel_l2={r:.2e}");
     assert!(r < 1e-5, "{r}");

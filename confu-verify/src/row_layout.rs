@@ -82,13 +82,7 @@ mod tests {
         assert_eq!(l.node_tokens(&tree), vec![5, 7, 8, 9]);
         // Node 3 sees the prefix (not the reserved region), the root, node 1 and itself.
         let row: Vec<bool> = (0..16).map(|c| l.visibility.get(3, c)).collect();
-        let mut want = vec![false; 16];
-        for c in 2..12 {
-            want[c] = true;
-        }
-        want[12] = true;
-        want[13] = true;
-        want[15] = true;
+        let want: Vec<bool> = "0011111111111101".chars().map(|c| c == '1').collect();
         assert_eq!(row, want);
         assert_eq!(l.logit_rows, vec![0, 1, 2, 3]);
     }

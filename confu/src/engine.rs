@@ -86,7 +86,7 @@ impl<B: Backend> Engine<B> {
     pub fn drafter(&self) -> Box<dyn Drafter<B>> {
         match &self.mode {
             DraftMode::Vanilla => Box::new(NoDraft),
-            DraftMode::Lookup(l) => Box::new(l.clone()),
+            DraftMode::Lookup(l) => Box::new(*l),
             DraftMode::Eagle3 { head, tree } => Box::new(Eagle3Proposer::new(
                 head.clone(),
                 self.target.ops().clone(),
