@@ -154,6 +154,41 @@ impl<B: Backend> DenseKvCache<B> {
         }
     }
 
+    /// The filled reserved region of every layer, `(k, v)` each `[kv_heads, reserved_len,
+    /// head_dim]` — computed once (ConFu's soft prompt) and installed into later caches.
+    pub fn reserved_entries(&self) -> Vec<(Tensor<B, 3>, Tensor<B, 3>)> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let [h, _, d] = l.k.dims();
+                let r = [0..h, 0..self.reserved_len, 0..d];
+                (l.k.clone().slice(r.clone()), l.v.clone().slice(r))
+            })
+            .collect()
+    }
+
+    /// Fill the reserved region with `entries` (one `(k, v)` per layer, as
+    /// [`Self::reserved_entries`] returns them).
+    pub fn install_reserved(&mut self, entries: &[(Tensor<B, 3>, Tensor<B, 3>)]) -> Result<()> {
+        if entries.len() != self.layers.len() {
+            return Err(Error::shape(
+                "reserved entries",
+                format!(
+                    "{} layers for a {}-layer cache",
+                    entries.len(),
+                    self.layers.len()
+                ),
+            ));
+        }
+        let rows = entries.first().map_or(0, |(k, _)| k.dims()[1]);
+        self.check_room(Region::Reserved, rows)?;
+        for (layer, (k, v)) in entries.iter().enumerate() {
+            self.write_and_view(layer, Region::Reserved, k.clone(), v.clone());
+        }
+        self.commit(Region::Reserved, rows);
+        Ok(())
+    }
+
     /// Empty both regions (the memory stays allocated).
     pub fn clear(&mut self) {
         self.len = 0;

@@ -12,7 +12,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
 
 use crate::head::Eagle3Head;
-use crate::tree::{build_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
+use crate::tree::{build_scored_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
 
 /// EAGLE-3 drafting state for one sequence.
 #[derive(Debug)]
@@ -24,19 +24,81 @@ pub struct Eagle3Drafter<B: Backend> {
     last_hidden: Option<Tensor<B, 2>>,
     /// Log-probabilities (draft vocabulary) after the last real position.
     last_logp: Vec<f32>,
+    /// Whether ConFu's future slot (the cache's one reserved slot) is filled.
+    slot: bool,
+    /// Score (cumulative draft log-probability) of every node of the last tree; root 0.
+    scores: Vec<f32>,
 }
 
 impl<B: Backend> Eagle3Drafter<B> {
     /// A drafter with room for `capacity` draft positions (real plus one tree's expansion).
     pub fn new(head: Arc<Eagle3Head<B>>, ops: Arc<dyn Ops<B>>, capacity: usize) -> Self {
         let cache = head.new_cache(capacity);
+        Self::with_cache(head, ops, cache)
+    }
+
+    /// A drafter whose cache also holds ConFu's future slot ([`Self::set_future_slot`]).
+    pub fn with_future_slot(
+        head: Arc<Eagle3Head<B>>,
+        ops: Arc<dyn Ops<B>>,
+        capacity: usize,
+    ) -> Self {
+        let cache = head.new_cache_with_reserved(1, capacity);
+        Self::with_cache(head, ops, cache)
+    }
+
+    fn with_cache(head: Arc<Eagle3Head<B>>, ops: Arc<dyn Ops<B>>, cache: DenseKvCache<B>) -> Self {
         Self {
             head,
             ops,
             cache,
             last_hidden: None,
             last_logp: Vec::new(),
+            slot: false,
+            scores: Vec::new(),
         }
+    }
+
+    /// Set ConFu's future slot for this round (before [`Self::extend`] with the round's new real
+    /// rows): embedding `e_f: [1, d]` and future vector `f: [1, 3d]` at draft `position` (that of
+    /// the depth-1 tree rows). Every later draft query sees it until it is replaced.
+    pub fn set_future_slot(
+        &mut self,
+        e_f: Tensor<B, 2>,
+        f: Tensor<B, 2>,
+        position: usize,
+    ) -> Result<()> {
+        if self.cache.reserved() == 0 {
+            return Err(Error::invalid(
+                "future slot",
+                "none",
+                "this drafter was made without one (use with_future_slot)",
+            ));
+        }
+        let ops = self.ops.clone();
+        self.head
+            .write_future_slot(ops.as_ref(), &mut self.cache, e_f, f, position)?;
+        self.slot = true;
+        Ok(())
+    }
+
+    /// Scores of the nodes of the last drafted tree (cumulative draft log-probabilities; root 0).
+    pub fn node_scores(&self) -> &[f32] {
+        &self.scores
+    }
+
+    /// Visibility of `rows` new rows: `allow` decides the main-region columns (as slots of the
+    /// main region); the future slot, when set, is visible to every row.
+    fn visibility(&self, rows: usize, allow: impl Fn(usize, &mut dyn FnMut(usize))) -> Visibility {
+        let r = self.cache.reserved();
+        let mut vis = Visibility::blank(rows, r + self.cache.len() + rows);
+        for row in 0..rows {
+            if self.slot {
+                vis.allow(row, 0);
+            }
+            allow(row, &mut |col| vis.allow(row, r + col));
+        }
+        vis
     }
 
     /// The head.
@@ -62,7 +124,7 @@ impl<B: Backend> Eagle3Drafter<B> {
         }
         let start = self.cache.len();
         let positions: Vec<usize> = (start..start + n).collect();
-        let vis = Visibility::causal(0, start, n);
+        let vis = self.visibility(n, |row, allow| (0..start + row + 1).for_each(&mut *allow));
         let out = self.head.forward(
             self.ops.as_ref(),
             &mut self.cache,
@@ -95,11 +157,12 @@ impl<B: Backend> Eagle3Drafter<B> {
         let settings = TreeSettings { depth, ..settings };
         let head = self.head.clone();
         let ops = self.ops.clone();
+        let (reserved, slot) = (self.cache.reserved(), self.slot);
         let cache = &mut self.cache;
         // Per frontier slot: the state its children read, and the cache slots of its ancestors.
         let mut states: Option<Tensor<B, 2>> = None;
         let mut ancestors: Vec<Vec<usize>> = Vec::new();
-        let tree = build_tree(
+        let tree = build_scored_tree(
             root,
             &self.last_logp,
             settings,
@@ -128,13 +191,17 @@ impl<B: Backend> Eagle3Drafter<B> {
                     _ => (last_hidden.clone().repeat_dim(0, n), vec![Vec::new(); n]),
                 };
                 let first_slot = cache.len();
-                let mut vis = Visibility::blank(n, first_slot + n);
+                // Main-region slot `c` is column `reserved + c`; the future slot is column 0.
+                let mut vis = Visibility::blank(n, reserved + first_slot + n);
                 for (r, a) in anc.iter().enumerate() {
-                    vis.allow_range(r, 0..real);
-                    for &slot in a {
-                        vis.allow(r, slot);
+                    if slot {
+                        vis.allow(r, 0);
                     }
-                    vis.allow(r, first_slot + r);
+                    vis.allow_range(r, reserved..reserved + real);
+                    for &c in a {
+                        vis.allow(r, reserved + c);
+                    }
+                    vis.allow(r, reserved + first_slot + r);
                 }
                 let tokens: Vec<u32> = frontier.iter().map(|f| f.token).collect();
                 let positions = vec![real + step; n];
@@ -148,6 +215,8 @@ impl<B: Backend> Eagle3Drafter<B> {
         );
         // Expansion entries are never kept.
         self.cache.truncate(real)?;
-        tree
+        let (tree, scores) = tree?;
+        self.scores = scores;
+        Ok(tree)
     }
 }

@@ -16,7 +16,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{id_tensor, kv_cache::Region, DenseKvCache, Error, Ops, Result, Visibility};
+use confu_core::{
+    id_tensor, kv_cache::Region, DenseKvCache, Error, KvCache, Ops, Result, Visibility,
+};
 use confu_model::naming::{fill, SeededNormal, SeededUniform, TensorValues};
 use confu_model::{
     Attention, AttentionKeys, CachedKeys, Embedding, Linear, Mlp, RmsNorm, RopeRows, TargetModel,
@@ -230,15 +232,42 @@ impl<B: Backend> Eagle3Head<B> {
 
     /// A one-layer cache for this head.
     pub fn new_cache(&self, capacity: usize) -> DenseKvCache<B> {
+        self.new_cache_with_reserved(0, capacity)
+    }
+
+    /// A one-layer cache with `reserved` slots before the main region (ConFu's future slot).
+    pub fn new_cache_with_reserved(&self, reserved: usize, capacity: usize) -> DenseKvCache<B> {
         let s = self.config.shape;
-        DenseKvCache::new(
-            1,
-            s.kv_heads,
-            s.head_dim,
-            0,
-            capacity,
-            &self.embed_tokens.device(),
-        )
+        let device = self.embed_tokens.device();
+        DenseKvCache::new(1, s.kv_heads, s.head_dim, reserved, capacity, &device)
+    }
+
+    /// Write ConFu's future slot into the cache's reserved region: the row
+    /// `[input_layernorm(e_f) ; hidden_norm(fc(f))]` at `position` (`e_f: [1, d]`, `f: [1, 3d]`),
+    /// attending only to itself; only its K/V matter, and every draft query may then see them.
+    pub fn write_future_slot(
+        &self,
+        ops: &dyn Ops<B>,
+        cache: &mut DenseKvCache<B>,
+        e_f: Tensor<B, 2>,
+        f: Tensor<B, 2>,
+        position: usize,
+    ) -> Result<()> {
+        cache.check_room(Region::Reserved, 1)?;
+        let device = e_f.device();
+        let g = self.fuse(ops, f);
+        let rope = RopeRows::new(&self.config.rope, &self.inv_freq, &[position], &device);
+        let mut vis = Visibility::blank(1, cache.reserved() + cache.len());
+        vis.allow(0, 0);
+        let mask = vis.to_masked_out::<B>(&device);
+        let mut keys = CachedKeys {
+            cache: &mut *cache,
+            region: Region::Reserved,
+            masked_out: Some(&mask),
+        };
+        self.net.forward_rows(g, e_f, &rope, ops, &mut keys);
+        cache.commit(Region::Reserved, 1);
+        Ok(())
     }
 
     /// `fc` applied to target taps `[rows, 3 * target_hidden]`.

@@ -20,5 +20,5 @@ pub use drafter::Eagle3Drafter;
 pub use export::export_official;
 pub use head::{DraftOutput, Eagle3, Eagle3Head, Eagle3Layer};
 pub use lookup::PromptLookup;
-pub use tree::{build_tree, DraftTree, FrontierNode, TreeSettings};
+pub use tree::{build_scored_tree, build_tree, DraftTree, FrontierNode, TreeSettings};
 pub use vocab::DraftVocab;

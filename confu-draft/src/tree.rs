@@ -77,12 +77,24 @@ pub fn build_tree(
     root_logp: &[f32],
     settings: TreeSettings,
     to_target: impl Fn(usize) -> u32,
-    mut expand: impl FnMut(usize, &[FrontierNode]) -> Result<Vec<Vec<f32>>>,
+    expand: impl FnMut(usize, &[FrontierNode]) -> Result<Vec<Vec<f32>>>,
 ) -> Result<DraftTree> {
+    build_scored_tree(root, root_logp, settings, to_target, expand).map(|(tree, _)| tree)
+}
+
+/// [`build_tree`], also returning every node's score (cumulative draft log-probability; the
+/// root's is 0), which ConFu's `contemplate_nodes = top:M` ranks nodes by.
+pub fn build_scored_tree(
+    root: u32,
+    root_logp: &[f32],
+    settings: TreeSettings,
+    to_target: impl Fn(usize) -> u32,
+    mut expand: impl FnMut(usize, &[FrontierNode]) -> Result<Vec<Vec<f32>>>,
+) -> Result<(DraftTree, Vec<f32>)> {
     settings.validate()?;
     let k = settings.top_k.min(root_logp.len());
     if settings.total_tokens == 1 || k == 0 {
-        return Ok(DraftTree::root_only(root));
+        return Ok((DraftTree::root_only(root), vec![0.0]));
     }
     // Every candidate: score, target token, parent candidate (0 = root, c + 1 = candidate c).
     let mut scores: Vec<f32> = Vec::new();
@@ -149,6 +161,7 @@ pub fn build_tree(
         node_of[c + 1] = n + 1;
     }
     let mut tree = DraftTree::root_only(root);
+    let mut node_scores = vec![0.0];
     for &c in &kept {
         let p = node_of[parent[c]];
         if p == usize::MAX {
@@ -161,8 +174,9 @@ pub fn build_tree(
         tree.tokens.push(tokens[c]);
         tree.parents.push(Some(p));
         tree.depths.push(tree.depths[p] + 1);
+        node_scores.push(scores[c]);
     }
-    Ok(tree)
+    Ok((tree, node_scores))
 }
 
 #[cfg(test)]

@@ -82,10 +82,18 @@ impl WeightFiles {
                 msg: "names no shard files".into(),
             });
         }
-        let mut files = Vec::with_capacity(shard_names.len());
+        Self::open_paths(shard_names.iter().map(|n| dir.join(n)).collect())
+    }
+
+    /// Open one safetensors file (e.g. a draft folder's `confu.safetensors`).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        Self::open_paths(vec![path.to_path_buf()])
+    }
+
+    fn open_paths(paths: Vec<PathBuf>) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
         let mut index = HashMap::new();
-        for name in shard_names {
-            let path = dir.join(&name);
+        for path in paths {
             let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
             // SAFETY: the map is read-only; checkpoints are not modified while a model loads.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
@@ -171,7 +179,7 @@ impl WeightFiles {
                 path: path.clone(),
                 name: name.to_string(),
                 msg: format!(
-                    "shape {:?} contradicts config.json, which implies {:?}",
+                    "shape {:?} contradicts the configuration (config.json / confu.json), which implies {:?}",
                     view.shape(),
                     shape
                 ),

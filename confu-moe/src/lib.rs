@@ -1,7 +1,18 @@
 //! # confu-moe
 //!
-//! Owns ConFu's dynamic contemplate tokens (METHOD.md §5): a linear router over a hidden state,
-//! softmax, the top-`K_expert` experts, and the weighted sum of their learned embeddings. Two
-//! independent instances serve the target side (the `[con]` embedding) and the draft side (the
-//! future token's `e_f`). Not built yet: the foundation only fixes the crate's place in the graph
-//! (it depends on `confu-core` alone, and `confu-draft` / `confu-verify` depend on it).
+//! Owns the learned parts of ConFu and their options, below both the drafting side
+//! (`confu-draft`) and the target side (`confu-verify`):
+//! - [`ConfuOptions`]: `confu.json`, every `[choice]` of METHOD.md §4–5 as a named option;
+//! - [`Moe`]: the router of dynamic contemplate tokens (METHOD.md §5): linear router, softmax,
+//!   top-K, (renormalised) weights, the weighted sum of expert embeddings; `n_expert = 1` is the
+//!   static variant. Two instances: contemplate (target side) and future (draft side);
+//! - [`ConfuParams`]: the soft prompt and both MoEs as one burn module (`confu.safetensors`),
+//!   loadable for decoding and trainable on `Autodiff` like every model in confu.
+
+pub mod options;
+pub mod params;
+pub mod router;
+
+pub use options::{ConPosition, ConfuOptions, ContemplateNodes, FutureLayers, Routing};
+pub use params::{ConfuDims, ConfuParams};
+pub use router::{Moe, RouteDecision};

@@ -5,9 +5,40 @@
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{DraftTree, Ops, Result};
+use confu_core::{index_tensor, DenseKvCache, DraftTree, KvCache, Ops, Result};
 use confu_draft::{Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings};
-use confu_model::{feature_taps, ModelConfig, Tap};
+use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
+use confu_verify::RowLayout;
+
+/// What a drafter learns after the prefill or a verification pass.
+pub struct Observation<'a, B: Backend> {
+    pub target: &'a TargetModel<B>,
+    /// The target cache, already compacted to the accepted prefix.
+    pub cache: &'a mut DenseKvCache<B>,
+    /// Tapped features of the pass's feature rows (`[rows, taps * hidden]`, when taps were asked
+    /// for): every prompt row after the prefill, the layout's feature rows after a round.
+    pub features: Option<Tensor<B, 2>>,
+    /// The accepted rows among them, in order (every prompt row after the prefill).
+    pub path: &'a [usize],
+    /// The token that follows each accepted row.
+    pub next: &'a [u32],
+    /// Whether this is the prefill.
+    pub prefill: bool,
+}
+
+impl<B: Backend> Observation<'_, B> {
+    /// The features of the accepted rows, `[path, taps * hidden]`.
+    pub fn path_features(&self) -> Option<Tensor<B, 2>> {
+        self.features.as_ref().map(|f| {
+            let device = f.device();
+            f.clone().select(0, index_tensor(self.path, &device))
+        })
+    }
+}
+
+/// The verification pass a drafter asks for: its row layout and, when it has extra rows, the
+/// input embeddings of every row (`None`: the tree's token ids).
+pub type Pass<B> = (RowLayout, Option<Tensor<B, 2>>);
 
 /// Proposes draft trees and learns from the accepted tokens.
 pub trait Drafter<B: Backend> {
@@ -16,8 +47,14 @@ pub trait Drafter<B: Backend> {
         true
     }
 
-    /// The most nodes (root included) one proposal may have; sizes the caches.
+    /// The most rows (nodes, root included, and extra rows) one verification pass may append;
+    /// sizes the caches.
     fn max_tree(&self) -> usize;
+
+    /// Target rows per tree node in a verification pass (ConFu: the node and its `[con]`).
+    fn rows_per_node(&self) -> usize {
+        1
+    }
 
     /// Extra cache slots the drafter's own state needs beyond the target's.
     fn draft_capacity(&self) -> usize {
@@ -35,9 +72,35 @@ pub trait Drafter<B: Backend> {
         let _ = capacity;
     }
 
-    /// Learn from accepted positions: their tapped `features` (`[n, taps * hidden]`, when taps
-    /// were asked for) and the token that follows each (`next`).
-    fn observe(&mut self, features: Option<Tensor<B, 2>>, next: &[u32]) -> Result<()>;
+    /// Reserved slots the target cache needs (ConFu's soft prompt).
+    fn reserved(&self) -> usize {
+        0
+    }
+
+    /// Prepare a fresh target cache before the prefill (ConFu installs the soft prompt).
+    fn prepare(&mut self, cache: &mut DenseKvCache<B>) -> Result<()> {
+        let _ = cache;
+        Ok(())
+    }
+
+    /// The verification pass of `tree` (default: EAGLE-3's, one row per node).
+    fn pass(
+        &mut self,
+        target: &TargetModel<B>,
+        cache: &DenseKvCache<B>,
+        tree: &DraftTree,
+    ) -> Result<Pass<B>> {
+        let _ = target;
+        Ok((RowLayout::tree(cache.reserved(), cache.len(), tree)?, None))
+    }
+
+    /// Learn from the prefill or an accepted round.
+    fn observe(&mut self, obs: Observation<'_, B>) -> Result<()>;
+
+    /// The node whose `[con]` row gave this round's future vector (ConFu only).
+    fn future_node(&self) -> Option<usize> {
+        None
+    }
 
     /// A tree below `root` with at most `room` nodes; `context` is the accepted text.
     fn propose(&mut self, context: &[u32], root: u32, room: usize) -> Result<DraftTree>;
@@ -56,7 +119,7 @@ impl<B: Backend> Drafter<B> for NoDraft {
         1
     }
 
-    fn observe(&mut self, _features: Option<Tensor<B, 2>>, _next: &[u32]) -> Result<()> {
+    fn observe(&mut self, _obs: Observation<'_, B>) -> Result<()> {
         Ok(())
     }
 
@@ -70,7 +133,7 @@ impl<B: Backend> Drafter<B> for PromptLookup {
         self.num_draft + 1
     }
 
-    fn observe(&mut self, _features: Option<Tensor<B, 2>>, _next: &[u32]) -> Result<()> {
+    fn observe(&mut self, _obs: Observation<'_, B>) -> Result<()> {
         Ok(())
     }
 
@@ -129,15 +192,9 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
         ));
     }
 
-    fn observe(&mut self, features: Option<Tensor<B, 2>>, next: &[u32]) -> Result<()> {
-        let features = features.ok_or_else(|| {
-            confu_core::Error::invalid(
-                "EAGLE-3 drafter",
-                "no features",
-                "the target taps are required",
-            )
-        })?;
-        self.state()?.extend(features, next)
+    fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
+        let features = obs.path_features().ok_or_else(missing_taps)?;
+        self.state()?.extend(features, obs.next)
     }
 
     fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
@@ -149,4 +206,9 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
         };
         self.state()?.draft_tree(root, settings)
     }
+}
+
+/// The error of a feature-reading drafter that got no target taps.
+pub(crate) fn missing_taps() -> confu_core::Error {
+    confu_core::Error::invalid("drafter", "no features", "the target taps are required")
 }

@@ -16,12 +16,13 @@ use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::sampling::filtered_probs;
-use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, KvCache, Result, Sampler};
+use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Result, Sampler};
 use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
-use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance, RowLayout};
+use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance};
 
-use crate::drafting::{Drafter, Eagle3Proposer, NoDraft};
+use crate::confu_drafter::{ConfuHead, ConfuProposer};
+use crate::drafting::{Drafter, Eagle3Proposer, NoDraft, Observation};
 use crate::generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
 
 /// Which drafter proposes tokens.
@@ -34,6 +35,11 @@ pub enum DraftMode<B: Backend> {
     /// An EAGLE-3 head with a dynamic tree.
     Eagle3 {
         head: Arc<Eagle3Head<B>>,
+        tree: TreeSettings,
+    },
+    /// ConFu: the EAGLE-3 head with a future slot, and contemplate rows in verification.
+    Confu {
+        confu: ConfuHead<B>,
         tree: TreeSettings,
     },
 }
@@ -66,7 +72,7 @@ impl<B: Backend> Engine<B> {
 
     /// An engine drafting with `mode`.
     pub fn with_mode(target: TargetModel<B>, mode: DraftMode<B>) -> Result<Self> {
-        if let DraftMode::Eagle3 { tree, .. } = &mode {
+        if let DraftMode::Eagle3 { tree, .. } | DraftMode::Confu { tree, .. } = &mode {
             tree.validate()?;
         }
         Ok(Self { target, mode })
@@ -89,6 +95,11 @@ impl<B: Backend> Engine<B> {
             DraftMode::Lookup(l) => Box::new(*l),
             DraftMode::Eagle3 { head, tree } => Box::new(Eagle3Proposer::new(
                 head.clone(),
+                self.target.ops().clone(),
+                *tree,
+            )),
+            DraftMode::Confu { confu, tree } => Box::new(ConfuProposer::new(
+                confu.clone(),
                 self.target.ops().clone(),
                 *tree,
             )),
@@ -146,31 +157,40 @@ impl<B: Backend> Engine<B> {
                     StopReason::MaxNewTokens
                 };
             }
-            if prefix + 1 >= limit || prefix + 1 > seq.cache.capacity() {
+            let per_node = drafter.rows_per_node();
+            if prefix + 1 >= limit || prefix + per_node > seq.cache.capacity() {
                 generated.push(root);
                 on_tokens(&[root]);
                 break StopReason::PositionLimit;
             }
-            // Budget: nodes must fit the cache, depths the position limit.
-            let room = (seq.cache.capacity() - prefix).min(limit - prefix);
+            // Budget: every node's rows must fit the cache, every row's position the limit.
+            let room =
+                ((seq.cache.capacity() - prefix) / per_node).min(limit - prefix + 1 - per_node);
 
             let t0 = Instant::now();
             let tree = drafter.propose(&seq.context, root, room)?;
             let t1 = Instant::now();
-            let layout = RowLayout::tree(seq.cache.reserved(), prefix, &tree)?;
-            let scores = score(
-                &self.target,
-                &mut seq.cache,
-                &layout,
-                ModelInput::Ids(&tree.tokens),
-                &seq.taps,
-            )?;
+            let (layout, inputs) = drafter.pass(&self.target, &seq.cache, &tree)?;
+            let input = match inputs {
+                Some(e) => ModelInput::Embeds(e),
+                None => ModelInput::Ids(&tree.tokens),
+            };
+            let scores = score(&self.target, &mut seq.cache, &layout, input, &seq.taps)?;
             let acceptance = accept(&tree, &scores.logits, &mut sampler);
             let t2 = Instant::now();
-            let accepted = self.update(&mut seq, drafter, &tree, &acceptance, scores.features)?;
+            let accepted = self.update(
+                &mut seq,
+                drafter,
+                &tree,
+                scores.prefix_len,
+                &acceptance,
+                scores.features,
+            )?;
             let t3 = Instant::now();
             rounds.push(RoundTrace {
                 tree_size: tree.len(),
+                contemplate_rows: layout.rows() - tree.len(),
+                future_node: drafter.future_node(),
                 accepted_drafts: acceptance.accepted_drafts(),
                 tokens: accepted.clone(),
                 draft_s: (t1 - t0).as_secs_f64(),
@@ -224,9 +244,10 @@ impl<B: Backend> Engine<B> {
             });
         }
         let capacity = (prompt.len() + config.max_new_tokens + drafter.max_tree()).min(limit);
-        let mut cache = self.target.new_cache(0, capacity);
+        let mut cache = self.target.new_cache(drafter.reserved(), capacity);
         let taps = drafter.taps(c);
         drafter.reset(capacity);
+        drafter.prepare(&mut cache)?;
         let out = self
             .target
             .forward_causal(&mut cache, prompt, LogitRows::Last, &taps)?;
@@ -234,7 +255,15 @@ impl<B: Backend> Engine<B> {
         let root = sampler.sample(&logits[0]) as u32;
         let features = (!out.taps.is_empty()).then(|| Tensor::cat(out.taps, 1));
         let next: Vec<u32> = prompt[1..].iter().copied().chain([root]).collect();
-        drafter.observe(features, &next)?;
+        let path: Vec<usize> = (0..prompt.len()).collect();
+        drafter.observe(Observation {
+            target: &self.target,
+            cache: &mut cache,
+            features,
+            path: &path,
+            next: &next,
+            prefill: true,
+        })?;
         Ok(Sequence {
             cache,
             taps,
@@ -250,21 +279,26 @@ impl<B: Backend> Engine<B> {
         seq: &mut Sequence<B>,
         drafter: &mut dyn Drafter<B>,
         tree: &DraftTree,
+        prefix: usize,
         acceptance: &Acceptance,
         features: Option<Tensor<B, 2>>,
     ) -> Result<Vec<u32>> {
-        let prefix = seq.cache.len() - tree.len();
         compact_to_path(&mut seq.cache, prefix, &acceptance.path)?;
         let accepted: Vec<u32> = acceptance.path.iter().map(|&n| tree.tokens[n]).collect();
         if drafter.speculates() {
-            let features =
-                features.map(|f| f.select(0, index_tensor(&acceptance.path, self.target.device())));
             let next: Vec<u32> = accepted[1..]
                 .iter()
                 .copied()
                 .chain([acceptance.bonus])
                 .collect();
-            drafter.observe(features, &next)?;
+            drafter.observe(Observation {
+                target: &self.target,
+                cache: &mut seq.cache,
+                features,
+                path: &acceptance.path,
+                next: &next,
+                prefill: false,
+            })?;
         }
         seq.context.extend(&accepted);
         seq.root = acceptance.bonus;

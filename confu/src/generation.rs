@@ -98,6 +98,12 @@ impl Generation {
 pub struct RoundTrace {
     /// Nodes verified, root included.
     pub tree_size: usize,
+    /// ConFu: `[con]` rows in the verification pass (0 otherwise).
+    #[serde(default)]
+    pub contemplate_rows: usize,
+    /// ConFu: the node whose `[con]` row gave the next round's future vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub future_node: Option<usize>,
     /// Drafted tokens accepted (root and bonus excluded).
     pub accepted_drafts: usize,
     /// Tokens this round added to the output: the root and the accepted drafts.

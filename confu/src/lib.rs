@@ -6,13 +6,15 @@
 //! configuration and its results (timings, stop reason). Speculative modes (EAGLE-3,
 //! ConFu), metrics and the evaluation harness join here as they are built.
 
+pub mod confu_drafter;
 pub mod drafting;
 pub mod engine;
 pub mod eval;
 pub mod generation;
 pub mod reference;
 
-pub use drafting::{Drafter, Eagle3Proposer, NoDraft};
+pub use confu_drafter::{ConfuHead, ConfuProposer};
+pub use drafting::{Drafter, Eagle3Proposer, NoDraft, Observation, Pass};
 pub use engine::{DraftMode, Engine};
 pub use generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
 

@@ -51,6 +51,17 @@ impl RefTensor {
         }
     }
 
+    /// Boolean data.
+    pub fn bools(&self) -> Result<&[bool]> {
+        match self {
+            RefTensor::Bool { data, .. } => Ok(data),
+            other => Err(Error::shape(
+                "reference tensor",
+                format!("expected BOOL, got {:?}", other.shape()),
+            )),
+        }
+    }
+
     /// Integer data as token ids.
     pub fn ids(&self) -> Result<Vec<u32>> {
         Ok(self.i64()?.iter().map(|&v| v as u32).collect())

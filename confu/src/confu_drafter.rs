@@ -1,0 +1,208 @@
+//! ConFu drafting (METHOD.md §4–5): the EAGLE-3 head with a future slot, and the contemplate rows
+//! it asks the target for. Each round: the target's `[con]` row of the last accepted node gives
+//! `f`; the future MoE (routed on the head's fused feature of that node) gives `e_f`; the slot
+//! `[e_f ; fc(f)]` joins the draft cache before the round's new real rows, so every draft query
+//! of the round sees it; the tree grows as in EAGLE-3; verification adds one `[con]` row per
+//! covered node, with the contemplate MoE's embedding routed once on the same node.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::{backend::Backend, Tensor};
+use confu_core::{DenseKvCache, DraftTree, Error, Ops, Result};
+use confu_draft::{Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
+use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
+use confu_verify::{future_source, Contemplator};
+
+use crate::drafting::{missing_taps, Drafter, Observation, Pass};
+
+/// A loaded ConFu draft folder: the official EAGLE-3 layout plus `confu.json` and
+/// `confu.safetensors`.
+#[derive(Debug, Clone)]
+pub struct ConfuHead<B: Backend> {
+    pub head: Arc<Eagle3Head<B>>,
+    pub contemplator: Arc<Contemplator<B>>,
+}
+
+impl<B: Backend> ConfuHead<B> {
+    /// Whether `dir` is a ConFu draft folder (it has `confu.json`).
+    pub fn is_confu_folder(dir: &Path) -> bool {
+        dir.join("confu.json").is_file()
+    }
+
+    /// Load a ConFu draft folder for `target`, checking every shape against the target and the
+    /// head (the error names the file, tensor or field), and run the soft prompt once.
+    pub fn load(dir: &Path, target: &TargetModel<B>) -> Result<Self> {
+        let options = ConfuOptions::from_file(&dir.join("confu.json"))?;
+        let head = Eagle3Head::load(dir, target)?;
+        let dims = ConfuDims {
+            target_hidden: target.config().hidden_size,
+            draft_hidden: head.config.hidden_size,
+        };
+        let params = ConfuParams::load(dir, &options, dims, target.device())?;
+        Self::from_parts(target, Arc::new(head), options, params)
+    }
+
+    /// Assemble from a head, options and parameters (trained or random).
+    pub fn from_parts(
+        target: &TargetModel<B>,
+        head: Arc<Eagle3Head<B>>,
+        options: ConfuOptions,
+        params: ConfuParams<B>,
+    ) -> Result<Self> {
+        options
+            .validate()
+            .map_err(|(field, msg)| Error::invalid(field, "confu options", msg))?;
+        let contemplator = Contemplator::new(target, options, Arc::new(params))?;
+        Ok(Self {
+            head,
+            contemplator: Arc::new(contemplator),
+        })
+    }
+}
+
+/// The ConFu drafter of one sequence.
+#[derive(Debug)]
+pub struct ConfuProposer<B: Backend> {
+    confu: ConfuHead<B>,
+    ops: Arc<dyn Ops<B>>,
+    tree: TreeSettings,
+    state: Option<Eagle3Drafter<B>>,
+    /// The round's `[con]` embedding, routed on the last accepted node.
+    embedding: Option<Tensor<B, 2>>,
+    /// The last tree and its nodes that got a `[con]` row.
+    last_tree: Option<DraftTree>,
+    covered: Vec<usize>,
+    future_node: Option<usize>,
+}
+
+impl<B: Backend> ConfuProposer<B> {
+    pub fn new(confu: ConfuHead<B>, ops: Arc<dyn Ops<B>>, tree: TreeSettings) -> Self {
+        Self {
+            confu,
+            ops,
+            tree,
+            state: None,
+            embedding: None,
+            last_tree: None,
+            covered: Vec::new(),
+            future_node: None,
+        }
+    }
+
+    fn state(&mut self) -> Result<&mut Eagle3Drafter<B>> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| Error::invalid("drafter state", "empty", "reset() must run first"))
+    }
+}
+
+impl<B: Backend> Drafter<B> for ConfuProposer<B> {
+    fn max_tree(&self) -> usize {
+        2 * self.tree.total_tokens
+    }
+
+    fn draft_capacity(&self) -> usize {
+        self.tree.depth * self.tree.top_k
+    }
+
+    fn taps(&self, target: &ModelConfig) -> Vec<Tap> {
+        feature_taps(target.num_hidden_layers)
+    }
+
+    fn reset(&mut self, capacity: usize) {
+        let capacity = capacity + self.draft_capacity();
+        let head = self.confu.head.clone();
+        self.state = Some(Eagle3Drafter::with_future_slot(
+            head,
+            self.ops.clone(),
+            capacity,
+        ));
+        (self.embedding, self.last_tree, self.future_node) = (None, None, None);
+        self.covered.clear();
+    }
+
+    fn reserved(&self) -> usize {
+        self.confu.contemplator.reserved()
+    }
+
+    fn prepare(&mut self, cache: &mut DenseKvCache<B>) -> Result<()> {
+        self.confu.contemplator.install(cache)
+    }
+
+    fn pass(
+        &mut self,
+        target: &TargetModel<B>,
+        cache: &DenseKvCache<B>,
+        tree: &DraftTree,
+    ) -> Result<Pass<B>> {
+        let c = self.confu.contemplator.clone();
+        let embedding = self.embedding.clone().ok_or_else(|| {
+            Error::invalid(
+                "ConFu drafter",
+                "no [con] embedding",
+                "observe() must run first",
+            )
+        })?;
+        let scores = self.state()?.node_scores().to_vec();
+        let covered = c.covered_nodes(tree, &scores);
+        let layout = c.layout(cache, tree, &covered)?;
+        let inputs = c.inputs(target, tree, embedding, covered.len())?;
+        (self.covered, self.last_tree) = (covered, Some(tree.clone()));
+        Ok((layout, Some(inputs)))
+    }
+
+    fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
+        let features = obs.features.clone().ok_or_else(missing_taps)?;
+        let path_features = obs.path_features().ok_or_else(missing_taps)?;
+        let q = *obs
+            .path
+            .last()
+            .ok_or_else(|| Error::invalid("accepted path", "empty", "needs the root"))?;
+        let anchor = features.clone().narrow(0, q, 1);
+        let c = self.confu.contemplator.clone();
+        let ops = self.ops.clone();
+        let f = if obs.prefill {
+            self.future_node = None;
+            c.prefill_future(obs.target, obs.cache, anchor.clone())?.f
+        } else {
+            let tree = self.last_tree.as_ref().ok_or_else(|| {
+                Error::invalid("ConFu drafter", "no tree", "pass() must run first")
+            })?;
+            let i = future_source(tree, &self.covered, q);
+            self.future_node = Some(self.covered[i]);
+            features.narrow(0, tree.len() + i, 1)
+        };
+        let o = &c.options;
+        let fused = self.confu.head.fuse(ops.as_ref(), anchor.clone());
+        let (e_f, _) = c
+            .params
+            .future
+            .route(fused, o.top_k_expert, o.renormalize, ops.as_ref());
+        let state = self.state()?;
+        let position = state.len() + obs.path.len();
+        state.set_future_slot(e_f, f, position)?;
+        state.extend(path_features, obs.next)?;
+        self.embedding = Some(c.embedding(anchor, ops.as_ref()).0);
+        Ok(())
+    }
+
+    fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
+        let t = self.tree;
+        let settings = TreeSettings {
+            total_tokens: t.total_tokens.min(room),
+            depth: t.depth.min(room.saturating_sub(2)),
+            top_k: t.top_k,
+        };
+        self.state()?.draft_tree(root, settings)
+    }
+
+    fn rows_per_node(&self) -> usize {
+        2
+    }
+
+    fn future_node(&self) -> Option<usize> {
+        self.future_node
+    }
+}
