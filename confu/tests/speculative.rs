@@ -6,6 +6,8 @@
 //! - Sampling: token distributions under speculative sampling match vanilla sampling (chi-square),
 //!   and the same check rejects a deliberately broken acceptance rule.
 
+mod common;
+
 use std::sync::Arc;
 
 use backend_cpu::Cpu;
@@ -14,43 +16,8 @@ use confu::{DraftMode, Engine, GenerationConfig};
 use confu_core::sampling::filtered_probs;
 use confu_core::{DraftTree, Sampler, SamplingParams};
 use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
-use confu_model::{LogitRows, TargetModel};
+use confu_model::TargetModel;
 use confu_verify::{sample_accept, Acceptance};
-
-fn draft_dir() -> std::path::PathBuf {
-    let eagle = fixture_dirs("eagle3");
-    let dir = eagle
-        .iter()
-        .find(|d| d.join("meta.json").exists())
-        .expect("an eagle3 fixture");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    dir.join(meta["draft"].as_str().unwrap())
-}
-
-fn prompts(vocab: u32) -> Vec<Vec<u32>> {
-    let mut p: Vec<Vec<u32>> = (0..5u32)
-        .map(|s| {
-            (0..(4 + 7 * s))
-                .map(|i| (i * 31 + s * 97 + 11) % vocab)
-                .collect()
-        })
-        .collect();
-    // Repetitive text, where lookup finds matches.
-    p.push([5u32, 6, 7, 8].iter().cycle().take(24).copied().collect());
-    p.push(vec![465]);
-    p
-}
-
-fn top2_gap(model: &TargetModel<Cpu>, seq: &[u32]) -> f32 {
-    let mut cache = model.new_cache(0, seq.len());
-    let out = model
-        .forward_causal(&mut cache, seq, LogitRows::Last, &[])
-        .unwrap();
-    let mut l: Vec<f32> = out.logits.unwrap().into_data().to_vec().unwrap();
-    l.sort_by(|a, b| b.total_cmp(a));
-    l[0] - l[1]
-}
 
 #[test]
 fn greedy_speculative_equals_vanilla() {
@@ -90,7 +57,7 @@ fn greedy_speculative_equals_vanilla() {
         let limit = target.config().max_position_embeddings;
         let mut modes: Vec<(String, DraftMode<Cpu>)> =
             vec![("lookup".into(), DraftMode::Lookup(PromptLookup::default()))];
-        match Eagle3Head::load(&draft_dir(), &target) {
+        match Eagle3Head::load(&common::draft_dir(), &target) {
             Ok(head) => {
                 let head = Arc::new(head);
                 for s in settings {
@@ -107,7 +74,7 @@ fn greedy_speculative_equals_vanilla() {
                 "speculative {name}: the fixture EAGLE-3 head does not fit ({e}); lookup only"
             ),
         }
-        let mut all_prompts = prompts(vocab);
+        let mut all_prompts = common::prompts(vocab);
         // A prompt that leaves less context than the largest tree.
         all_prompts.push(
             (0..(limit as u32 - 20))
@@ -124,28 +91,7 @@ fn greedy_speculative_equals_vanilla() {
             for (label, mode) in &modes {
                 let engine = Engine::with_mode(target.clone(), mode.clone()).unwrap();
                 let got = engine.generate(prompt, &config, |_| {}).unwrap();
-                if got.generated_ids != want.generated_ids {
-                    let i = got
-                        .generated_ids
-                        .iter()
-                        .zip(&want.generated_ids)
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(want.generated_ids.len().min(got.generated_ids.len()));
-                    let seq: Vec<u32> = prompt
-                        .iter()
-                        .chain(&want.generated_ids[..i])
-                        .copied()
-                        .collect();
-                    let gap = top2_gap(&target, &seq);
-                    assert!(
-                        gap < 1e-4,
-                        "{name} {label}, prompt of {} tokens: output differs from vanilla at step {i} where the top-2 gap is {gap:.3e}\n got  {:?}\n want {:?}",
-                        prompt.len(),
-                        got.generated_ids,
-                        want.generated_ids
-                    );
-                    println!("speculative {name} {label}: prompt of {} tokens diverges at step {i}, top-2 logit gap {gap:.2e} < 1e-4 (tolerated)", prompt.len());
-                }
+                common::check_greedy(&target, &name, label, prompt, &want, &got);
                 assert_eq!(
                     got.stop_reason, want.stop_reason,
                     "{name} {label}: stop reason"
@@ -160,61 +106,6 @@ fn greedy_speculative_equals_vanilla() {
     }
 }
 
-/// Pearson chi-square of two samples over categories; rare categories are pooled so each
-/// expected count is at least 5. Returns (statistic, degrees of freedom).
-fn chi_square(a: &[u32], b: &[u32]) -> (f64, usize) {
-    use std::collections::BTreeMap;
-    let mut counts: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
-    for &x in a {
-        counts.entry(x).or_default().0 += 1.0;
-    }
-    for &x in b {
-        counts.entry(x).or_default().1 += 1.0;
-    }
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let mut cells: Vec<(f64, f64)> = Vec::new();
-    let mut pool = (0.0, 0.0);
-    for &(ca, cb) in counts.values() {
-        if (ca + cb) * na.min(nb) / (na + nb) >= 5.0 {
-            cells.push((ca, cb));
-        } else {
-            pool.0 += ca;
-            pool.1 += cb;
-        }
-    }
-    if pool.0 + pool.1 > 0.0 {
-        cells.push(pool);
-    }
-    let mut stat = 0.0;
-    for (ca, cb) in &cells {
-        let total = ca + cb;
-        let ea = total * na / (na + nb);
-        let eb = total * nb / (na + nb);
-        stat += (ca - ea).powi(2) / ea + (cb - eb).powi(2) / eb;
-    }
-    (stat, cells.len().saturating_sub(1))
-}
-
-/// Upper 0.999 quantile of chi-square with `df` degrees of freedom (Wilson–Hilferty).
-fn chi2_critical(df: usize) -> f64 {
-    let k = df.max(1) as f64;
-    let z = 3.09;
-    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
-}
-
-fn same_distribution(label: &str, a: &[u32], b: &[u32]) -> Result<(), String> {
-    let (stat, df) = chi_square(a, b);
-    let crit = chi2_critical(df);
-    println!("lossless {label}: chi2 = {stat:.1} with {df} dof (0.999 critical {crit:.1})");
-    if stat < crit {
-        Ok(())
-    } else {
-        Err(format!(
-            "{label}: distributions differ (chi2 {stat:.1} >= {crit:.1}, {df} dof)"
-        ))
-    }
-}
-
 #[test]
 fn speculative_sampling_matches_vanilla_sampling() {
     let dir = fixture_dirs("hf")
@@ -222,7 +113,7 @@ fn speculative_sampling_matches_vanilla_sampling() {
         .find(|d| d.ends_with("llama3-tiny"))
         .expect("llama3-tiny");
     let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
-    let head = Arc::new(Eagle3Head::load(&draft_dir(), &target).unwrap());
+    let head = Arc::new(Eagle3Head::load(&common::draft_dir(), &target).unwrap());
     let prompt: Vec<u32> = vec![465, 317, 443, 397, 440, 442, 375, 267, 452, 388, 13];
     let tree = TreeSettings {
         total_tokens: 16,
@@ -273,7 +164,7 @@ fn speculative_sampling_matches_vanilla_sampling() {
         println!("lossless T={t} top_k={top_k:?} top_p={top_p:?}: {n} runs each, {accepted} drafts accepted by the speculative runs");
         total_accepted += accepted;
         for p in 0..positions {
-            same_distribution(&format!("T={t} position {p}"), &a[p], &b[p]).unwrap();
+            common::same_distribution(&format!("T={t} position {p}"), &a[p], &b[p]).unwrap();
         }
     }
     assert!(
@@ -345,8 +236,8 @@ fn the_lossless_check_rejects_a_broken_acceptance_rule() {
     let bad: Vec<u32> = (0..n)
         .map(|_| first(&broken_accept(&tree, |_| p.clone(), &mut sampler)))
         .collect();
-    same_distribution("correct acceptance vs p", &reference, &good).unwrap();
-    let verdict = same_distribution("broken acceptance vs p", &reference, &bad);
+    common::same_distribution("correct acceptance vs p", &reference, &good).unwrap();
+    let verdict = common::same_distribution("broken acceptance vs p", &reference, &bad);
     assert!(
         verdict.is_err(),
         "the chi-square check failed to notice a broken acceptance rule"

@@ -1,0 +1,132 @@
+//! Shared pieces of the lossless tests: prompts, the fixture EAGLE-3 head, the near-tie rule of
+//! greedy comparisons and the chi-square test of sampled distributions.
+#![allow(dead_code)]
+
+use backend_cpu::Cpu;
+use confu::reference::fixture_dirs;
+use confu::Generation;
+use confu_model::{LogitRows, TargetModel};
+
+pub fn draft_dir() -> std::path::PathBuf {
+    let eagle = fixture_dirs("eagle3");
+    let dir = eagle
+        .iter()
+        .find(|d| d.join("meta.json").exists())
+        .expect("an eagle3 fixture");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    dir.join(meta["draft"].as_str().unwrap())
+}
+
+pub fn prompts(vocab: u32) -> Vec<Vec<u32>> {
+    let mut p: Vec<Vec<u32>> = (0..5u32)
+        .map(|s| {
+            (0..(4 + 7 * s))
+                .map(|i| (i * 31 + s * 97 + 11) % vocab)
+                .collect()
+        })
+        .collect();
+    // Repetitive text, where lookup finds matches.
+    p.push([5u32, 6, 7, 8].iter().cycle().take(24).copied().collect());
+    p.push(vec![465]);
+    p
+}
+
+pub fn top2_gap(model: &TargetModel<Cpu>, seq: &[u32]) -> f32 {
+    let mut cache = model.new_cache(0, seq.len());
+    let out = model
+        .forward_causal(&mut cache, seq, LogitRows::Last, &[])
+        .unwrap();
+    let mut l: Vec<f32> = out.logits.unwrap().into_data().to_vec().unwrap();
+    l.sort_by(|a, b| b.total_cmp(a));
+    l[0] - l[1]
+}
+
+/// Pearson chi-square of two samples over categories; rare categories are pooled so each
+/// expected count is at least 5. Returns (statistic, degrees of freedom).
+pub fn chi_square(a: &[u32], b: &[u32]) -> (f64, usize) {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for &x in a {
+        counts.entry(x).or_default().0 += 1.0;
+    }
+    for &x in b {
+        counts.entry(x).or_default().1 += 1.0;
+    }
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let mut cells: Vec<(f64, f64)> = Vec::new();
+    let mut pool = (0.0, 0.0);
+    for &(ca, cb) in counts.values() {
+        if (ca + cb) * na.min(nb) / (na + nb) >= 5.0 {
+            cells.push((ca, cb));
+        } else {
+            pool.0 += ca;
+            pool.1 += cb;
+        }
+    }
+    if pool.0 + pool.1 > 0.0 {
+        cells.push(pool);
+    }
+    let mut stat = 0.0;
+    for (ca, cb) in &cells {
+        let total = ca + cb;
+        let ea = total * na / (na + nb);
+        let eb = total * nb / (na + nb);
+        stat += (ca - ea).powi(2) / ea + (cb - eb).powi(2) / eb;
+    }
+    (stat, cells.len().saturating_sub(1))
+}
+
+/// Upper 0.999 quantile of chi-square with `df` degrees of freedom (Wilson–Hilferty).
+pub fn chi2_critical(df: usize) -> f64 {
+    let k = df.max(1) as f64;
+    let z = 3.09;
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+pub fn same_distribution(label: &str, a: &[u32], b: &[u32]) -> Result<(), String> {
+    let (stat, df) = chi_square(a, b);
+    let crit = chi2_critical(df);
+    println!("lossless {label}: chi2 = {stat:.1} with {df} dof (0.999 critical {crit:.1})");
+    if stat < crit {
+        Ok(())
+    } else {
+        Err(format!(
+            "{label}: distributions differ (chi2 {stat:.1} >= {crit:.1}, {df} dof)"
+        ))
+    }
+}
+
+/// `got` equals vanilla's `want`, except after a step where the target's top-2 logit gap is below
+/// 1e-4 (verifying many rows may round differently from decoding one), which is named.
+pub fn check_greedy(
+    target: &TargetModel<Cpu>,
+    name: &str,
+    label: &str,
+    prompt: &[u32],
+    want: &Generation,
+    got: &Generation,
+) {
+    if got.generated_ids != want.generated_ids {
+        let i = got
+            .generated_ids
+            .iter()
+            .zip(&want.generated_ids)
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.generated_ids.len().min(got.generated_ids.len()));
+        let seq: Vec<u32> = prompt
+            .iter()
+            .chain(&want.generated_ids[..i])
+            .copied()
+            .collect();
+        let gap = top2_gap(target, &seq);
+        assert!(
+            gap < 1e-4,
+            "{name} {label}, prompt of {} tokens: output differs from vanilla at step {i} where the top-2 gap is {gap:.3e}\n got  {:?}\n want {:?}",
+            prompt.len(),
+            got.generated_ids,
+            want.generated_ids
+        );
+        println!("speculative {name} {label}: prompt of {} tokens diverges at step {i}, top-2 logit gap {gap:.2e} < 1e-4 (tolerated)", prompt.len());
+    }
+}
