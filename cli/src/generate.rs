@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use confu::{DraftMode, Engine, GenerationConfig};
+use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
 use confu_core::{Error, Ops, Result, SamplingParams};
 use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{TargetModel, TextStream, Tokenizer};
@@ -54,10 +54,13 @@ pub struct GenerateArgs {
 /// How to draft (shared by `generate` and `eval`).
 #[derive(Debug, Clone, Args)]
 pub struct DraftArgs {
-    /// EAGLE-3 draft head folder (official layout); enables speculative decoding.
+    /// Draft folder: an EAGLE-3 head in the official layout, or a ConFu folder (the same plus
+    /// `confu.json` and `confu.safetensors`, detected by `confu.json`); enables speculative
+    /// decoding.
     #[arg(long)]
     pub draft: Option<PathBuf>,
-    /// Drafter: eagle3 (needs --draft) or lookup (prompt n-gram lookup, no model).
+    /// Drafter: confu or eagle3 (need --draft; a ConFu folder also drafts as plain EAGLE-3), or
+    /// lookup (prompt n-gram lookup, no model). Default: confu for a ConFu folder, else eagle3.
     #[arg(long, value_enum)]
     pub draft_kind: Option<DraftKind>,
     /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K.
@@ -91,6 +94,7 @@ pub fn resolve_model(model: &Option<PathBuf>, draft: &DraftArgs) -> Result<(Path
 /// Which drafter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DraftKind {
+    Confu,
     Eagle3,
     Lookup,
 }
@@ -117,12 +121,31 @@ pub fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
 impl DraftArgs {
     /// The drafting mode these arguments select for `target`.
     pub fn mode<B: Backend>(&self, target: &TargetModel<B>) -> Result<DraftMode<B>> {
-        let kind = self.draft_kind.unwrap_or(if self.draft.is_some() {
-            DraftKind::Eagle3
-        } else {
-            DraftKind::Lookup
+        let kind = self.draft_kind.unwrap_or(match &self.draft {
+            Some(dir) if ConfuHead::<B>::is_confu_folder(dir) => DraftKind::Confu,
+            Some(_) => DraftKind::Eagle3,
+            None => DraftKind::Lookup,
         });
         match (kind, &self.draft) {
+            (DraftKind::Confu, Some(dir)) => {
+                if !ConfuHead::<B>::is_confu_folder(dir) {
+                    return Err(Error::invalid(
+                        "draft-kind",
+                        "confu",
+                        format!(
+                            "{} has no confu.json: it is not a ConFu folder",
+                            dir.display()
+                        ),
+                    ));
+                }
+                Ok(DraftMode::Confu {
+                    confu: ConfuHead::load(dir, target)?,
+                    tree: self.tree,
+                })
+            }
+            (DraftKind::Confu, None) => {
+                Err(Error::invalid("draft-kind", "confu", "needs --draft DIR"))
+            }
             (DraftKind::Eagle3, Some(dir)) => Ok(DraftMode::Eagle3 {
                 head: Arc::new(Eagle3Head::load(dir, target)?),
                 tree: self.tree,
