@@ -19,6 +19,17 @@ pub struct TreeSettings {
     pub top_k: usize,
 }
 
+impl Default for TreeSettings {
+    /// The EAGLE-3 paper's 30-node budget: 30 nodes, depth 4, top-k 8.
+    fn default() -> Self {
+        Self {
+            total_tokens: 30,
+            depth: 4,
+            top_k: 8,
+        }
+    }
+}
+
 impl TreeSettings {
     /// Reject zero settings, naming them.
     pub fn validate(&self) -> Result<()> {
