@@ -1,16 +1,19 @@
 //! `confu bench spec`: the cost model of a speculative round — one draft expansion step, a tree
-//! build, target verification at several tree sizes, and KV compaction — each a median over runs.
+//! build, target verification at several tree sizes, the same with ConFu's `[con]` rows (on every
+//! node, and on the root plus a quarter of the nodes, `top:M`), and KV compaction — each a median
+//! over runs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::{backend::Backend, Tensor};
 use clap::Args;
-use confu_core::{DraftTree, Error, KvCache, Ops, Result};
+use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
 use confu_draft::{DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
-use confu_model::{LogitRows, Tap};
-use confu_verify::{compact_to_path, verify_tree};
+use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
+use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
+use confu_verify::{compact_to_path, covered_nodes, score, verify_tree, Contemplator};
 
 use crate::backend::Job;
 use crate::bench::TargetArgs;
@@ -118,6 +121,7 @@ impl Job for SpecArgs {
             self.tree.top_k
         );
         let prefix = cache.len();
+        let mut confu = ConfuBench::new(&target, &head, &prompt, &taps, 2 * capacity)?;
         for &n in &self.tree_sizes {
             let tree = shaped_tree(n.max(1), c.vocab_size);
             let verify = median_of(self.runs, || {
@@ -147,7 +151,90 @@ impl Job for SpecArgs {
                 path.len(),
                 compact * 1e3
             );
+            for (label, rule) in [
+                ("all", ContemplateNodes::All),
+                ("top", ContemplateNodes::Top(n / 4)),
+            ] {
+                let covered = covered_nodes(&tree, &[], rule);
+                let with_con = confu.verify(&target, &tree, &covered, &taps, self.runs)?;
+                let rule = if label == "all" {
+                    "all".to_string()
+                } else {
+                    rule.to_string()
+                };
+                println!(
+                    "  + {:>3} [con] rows ({rule}): {:>8.2} ms = {:.2}x the nodes alone",
+                    covered.len(),
+                    with_con * 1e3,
+                    with_con / verify
+                );
+            }
         }
         Ok(())
+    }
+}
+
+/// ConFu's verification cost: a cache holding the soft prompt and the same prompt, random
+/// ConFu parameters of the default options (only shapes matter for timing).
+struct ConfuBench<B: Backend> {
+    contemplator: Contemplator<B>,
+    cache: DenseKvCache<B>,
+    embedding: Tensor<B, 2>,
+}
+
+impl<B: Backend> ConfuBench<B> {
+    fn new(
+        target: &TargetModel<B>,
+        head: &Eagle3Head<B>,
+        prompt: &[u32],
+        taps: &[Tap],
+        capacity: usize,
+    ) -> Result<Self> {
+        let options = ConfuOptions::default();
+        let dims = ConfuDims {
+            target_hidden: target.config().hidden_size,
+            draft_hidden: head.config.hidden_size,
+        };
+        let params = ConfuParams::random(&options, dims, 2, target.device());
+        let contemplator = Contemplator::new(target, options, Arc::new(params))?;
+        let mut cache = target.new_cache(contemplator.reserved(), capacity);
+        contemplator.install(&mut cache)?;
+        let out = target.forward_causal(&mut cache, prompt, LogitRows::Last, taps)?;
+        let last = Tensor::cat(out.taps, 1).narrow(0, prompt.len() - 1, 1);
+        let embedding = contemplator.embedding(last, target.ops().as_ref()).0;
+        Ok(Self {
+            contemplator,
+            cache,
+            embedding,
+        })
+    }
+
+    /// Median time of one pass over `tree` with `[con]` rows on `covered`.
+    fn verify(
+        &mut self,
+        target: &TargetModel<B>,
+        tree: &DraftTree,
+        covered: &[usize],
+        taps: &[Tap],
+        runs: usize,
+    ) -> Result<f64> {
+        let prefix = self.cache.len();
+        median_of(runs, || {
+            let t = Instant::now();
+            let c = &self.contemplator;
+            let layout = c.layout(&self.cache, tree, covered)?;
+            let inputs = c.inputs(target, tree, self.embedding.clone(), covered.len())?;
+            let s = score(
+                target,
+                &mut self.cache,
+                &layout,
+                ModelInput::Embeds(inputs),
+                taps,
+            )?;
+            std::hint::black_box(s.logits.len());
+            let dt = t.elapsed().as_secs_f64();
+            self.cache.truncate(prefix)?;
+            Ok(dt)
+        })
     }
 }
