@@ -1,11 +1,13 @@
-//! `confu eval`: vanilla and a drafter on Spec-Bench-format prompts, in one process.
+//! `confu eval`: vanilla and one or more drafters (`--draft A --draft B`, ConFu, EAGLE-3 or
+//! lookup) on the same Spec-Bench-format prompts, in one process: one table, JSON and plot with
+//! the drafters side by side.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use confu::eval::{evaluate, read_questions};
+use confu::eval::{compare, read_questions};
 use confu::{Engine, GenerationConfig};
 use confu_core::{Error, Ops, Result, SamplingParams};
 use confu_model::{TargetModel, Tokenizer};
@@ -73,13 +75,16 @@ impl Job for EvalArgs {
             return Err(Error::invalid(
                 "draft",
                 "none",
-                "eval compares a drafter with vanilla: give --draft DIR (EAGLE-3) or --draft-kind lookup",
+                "eval compares drafters with vanilla: give --draft DIR (ConFu or EAGLE-3, repeatable) or --draft-kind lookup",
             ));
         }
         let target = TargetModel::<B>::load(&dir, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
-        let mode = draft.mode(&target)?;
-        let spec = Engine::with_mode(target.clone(), mode)?;
+        let drafters = draft
+            .modes(&target)?
+            .into_iter()
+            .map(|(name, mode)| Ok((name, Engine::with_mode(target.clone(), mode)?)))
+            .collect::<Result<Vec<_>>>()?;
         let vanilla = Engine::new(target);
         let bar = ProgressBar::new(questions.len() as u64);
         bar.set_style(
@@ -88,13 +93,20 @@ impl Job for EvalArgs {
             )
             .expect("valid template"),
         );
-        let report = evaluate(&vanilla, &spec, &tokenizer, &questions, &config, |_, _| {
-            bar.inc(1)
-        })?;
+        let report = compare(
+            &vanilla,
+            &drafters,
+            &tokenizer,
+            &questions,
+            &config,
+            |_, _| bar.inc(1),
+        )?;
         bar.finish_and_clear();
         print!("{}", report.table());
-        let hist = report.acceptance_histogram();
-        println!("accepted drafts per round (0..): {hist:?}");
+        for d in &report.drafters {
+            let hist = d.report.acceptance_histogram();
+            println!("{}: accepted drafts per round (0..): {hist:?}", d.name);
+        }
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&report).expect("serialisable report");
             confu_core::write_atomic(path, text.as_bytes())?;

@@ -1,7 +1,7 @@
 //! `confu generate`: decode a prompt and stream the text.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
@@ -56,9 +56,9 @@ pub struct GenerateArgs {
 pub struct DraftArgs {
     /// Draft folder: an EAGLE-3 head in the official layout, or a ConFu folder (the same plus
     /// `confu.json` and `confu.safetensors`, detected by `confu.json`); enables speculative
-    /// decoding.
-    #[arg(long)]
-    pub draft: Option<PathBuf>,
+    /// decoding. `eval` takes it several times (or a comma list) to compare drafters.
+    #[arg(long, value_delimiter = ',')]
+    pub draft: Vec<PathBuf>,
     /// Drafter: confu or eagle3 (need --draft; a ConFu folder also drafts as plain EAGLE-3), or
     /// lookup (prompt n-gram lookup, no model). Default: confu for a ConFu folder, else eagle3.
     #[arg(long, value_enum)]
@@ -80,7 +80,7 @@ pub fn resolve_model(model: &Option<PathBuf>, draft: &DraftArgs) -> Result<(Path
             let embedded = crate::embedded::default_model()?;
             let mut draft = draft.clone();
             if !draft.enabled() && !draft.vanilla {
-                draft.draft = Some(embedded.draft);
+                draft.draft = vec![embedded.draft];
             }
             tracing::info!(
                 "using the embedded testbed model in {}",
@@ -119,47 +119,85 @@ pub fn parse_tree(s: &str) -> std::result::Result<TreeSettings, String> {
 }
 
 impl DraftArgs {
-    /// The drafting mode these arguments select for `target`.
+    /// The drafting mode these arguments select for `target` (one drafter at most).
     pub fn mode<B: Backend>(&self, target: &TargetModel<B>) -> Result<DraftMode<B>> {
-        let kind = self.draft_kind.unwrap_or(match &self.draft {
-            Some(dir) if ConfuHead::<B>::is_confu_folder(dir) => DraftKind::Confu,
-            Some(_) => DraftKind::Eagle3,
-            None => DraftKind::Lookup,
+        if self.draft.len() > 1 {
+            return Err(Error::invalid(
+                "draft",
+                format!("{} folders", self.draft.len()),
+                "generate drafts with one; `confu eval` compares several",
+            ));
+        }
+        Ok(self.modes(target)?.remove(0).1)
+    }
+
+    /// Every drafter these arguments select, with a label each: one per `--draft` folder (ConFu
+    /// when it has `confu.json`, else EAGLE-3, unless `--draft-kind` says), or prompt lookup.
+    pub fn modes<B: Backend>(
+        &self,
+        target: &TargetModel<B>,
+    ) -> Result<Vec<(String, DraftMode<B>)>> {
+        if self.draft.is_empty() {
+            return match self.draft_kind {
+                Some(DraftKind::Lookup) | None => Ok(vec![(
+                    "lookup".into(),
+                    DraftMode::Lookup(PromptLookup::default()),
+                )]),
+                Some(kind) => Err(Error::invalid(
+                    "draft-kind",
+                    format!("{kind:?}").to_lowercase(),
+                    "needs --draft DIR",
+                )),
+            };
+        }
+        self.draft
+            .iter()
+            .map(|dir| self.mode_for(dir, target))
+            .collect()
+    }
+
+    fn mode_for<B: Backend>(
+        &self,
+        dir: &Path,
+        target: &TargetModel<B>,
+    ) -> Result<(String, DraftMode<B>)> {
+        let is_confu = ConfuHead::<B>::is_confu_folder(dir);
+        let kind = self.draft_kind.unwrap_or(if is_confu {
+            DraftKind::Confu
+        } else {
+            DraftKind::Eagle3
         });
-        match (kind, &self.draft) {
-            (DraftKind::Confu, Some(dir)) => {
-                if !ConfuHead::<B>::is_confu_folder(dir) {
-                    return Err(Error::invalid(
-                        "draft-kind",
-                        "confu",
-                        format!(
-                            "{} has no confu.json: it is not a ConFu folder",
-                            dir.display()
-                        ),
-                    ));
-                }
-                Ok(DraftMode::Confu {
-                    confu: ConfuHead::load(dir, target)?,
-                    tree: self.tree,
-                })
+        let name = dir
+            .file_name()
+            .map_or("draft".into(), |n| n.to_string_lossy().to_string());
+        let label = format!("{}:{name}", format!("{kind:?}").to_lowercase());
+        let mode = match kind {
+            DraftKind::Confu if !is_confu => {
+                return Err(Error::invalid(
+                    "draft-kind",
+                    "confu",
+                    format!(
+                        "{} has no confu.json: it is not a ConFu folder",
+                        dir.display()
+                    ),
+                ))
             }
-            (DraftKind::Confu, None) => {
-                Err(Error::invalid("draft-kind", "confu", "needs --draft DIR"))
-            }
-            (DraftKind::Eagle3, Some(dir)) => Ok(DraftMode::Eagle3 {
+            DraftKind::Confu => DraftMode::Confu {
+                confu: ConfuHead::load(dir, target)?,
+                tree: self.tree,
+            },
+            DraftKind::Eagle3 => DraftMode::Eagle3 {
                 head: Arc::new(Eagle3Head::load(dir, target)?),
                 tree: self.tree,
-            }),
-            (DraftKind::Eagle3, None) => {
-                Err(Error::invalid("draft-kind", "eagle3", "needs --draft DIR"))
-            }
-            (DraftKind::Lookup, _) => Ok(DraftMode::Lookup(PromptLookup::default())),
-        }
+            },
+            DraftKind::Lookup => DraftMode::Lookup(PromptLookup::default()),
+        };
+        Ok((label, mode))
     }
 
     /// Whether any drafting was asked for.
     pub fn enabled(&self) -> bool {
-        self.draft.is_some() || self.draft_kind.is_some()
+        !self.draft.is_empty() || self.draft_kind.is_some()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use confu::eval::EvalReport;
+use confu::eval::Comparison;
 use confu_core::{Error, Result};
 use plotters::prelude::*;
 
@@ -17,8 +17,9 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Draw `report` to a PNG at `path` (written to a temporary file, then renamed).
-pub fn plot_eval(report: &EvalReport, path: &Path) -> Result<()> {
+/// Draw `report` (one or more drafters, side by side) to a PNG at `path` (written to a temporary
+/// file, then renamed).
+pub fn plot_eval(report: &Comparison, path: &Path) -> Result<()> {
     // Registering twice is harmless; the font is valid, so ignore the already-registered case.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     let tmp = path.with_extension("tmp.png");
@@ -26,29 +27,34 @@ pub fn plot_eval(report: &EvalReport, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-fn draw(report: &EvalReport, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
+const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+
+fn draw(report: &Comparison, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(550);
+    let n = report.drafters.len().max(1);
+    let width = 0.7 / n as f64;
+    let color = |d: usize| COLORS[d % COLORS.len()].mix(0.7);
 
-    let mut bars: Vec<(String, f64)> = report
-        .per_category
-        .iter()
-        .map(|(c, s)| (c.clone(), s.tau))
-        .collect();
-    bars.push(("overall".into(), report.overall.tau));
-    let top = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 1.2;
+    let first = &report.drafters[0].report;
+    let mut labels: Vec<String> = first.per_category.keys().cloned().collect();
+    labels.push("overall".into());
+    let tau = |d: usize, c: &str| report.drafters[d].report.summary(c).map_or(0.0, |s| s.tau);
+    let top = (0..n)
+        .flat_map(|d| labels.iter().map(move |c| tau(d, c)))
+        .fold(1.0, f64::max)
+        * 1.25;
     let mut chart = ChartBuilder::on(&left)
         .caption("tau (tokens per target forward)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..bars.len() as f64, 0f64..top)?;
-    let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        .build_cartesian_2d(0f64..labels.len() as f64, 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(bars.len() * 2 + 1)
+        .x_labels(labels.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
             if (x - i as f64 - 0.5).abs() < 0.26 {
@@ -58,22 +64,34 @@ fn draw(report: &EvalReport, path: &Path) -> std::result::Result<(), Box<dyn std
             }
         })
         .draw()?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        Rectangle::new(
-            [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, *v)],
-            BLUE.mix(0.7).filled(),
-        )
-    }))?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        Text::new(
-            format!("{v:.2}"),
-            (i as f64 + 0.3, *v + top * 0.02),
-            ("sans-serif", 15),
-        )
-    }))?;
+    for d in 0..n {
+        let name = report.drafters[d].name.clone();
+        chart
+            .draw_series(labels.iter().enumerate().map(|(i, c)| {
+                let x = i as f64 + 0.15 + d as f64 * width;
+                Rectangle::new([(x, 0.0), (x + width, tau(d, c))], color(d).filled())
+            }))?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(d).filled()));
+        chart.draw_series(labels.iter().enumerate().map(|(i, c)| {
+            let v = tau(d, c);
+            let x = i as f64 + 0.15 + d as f64 * width;
+            Text::new(format!("{v:.2}"), (x, v + top * 0.02), ("sans-serif", 12))
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 13))
+        .draw()?;
 
-    let hist = report.acceptance_histogram();
-    let hmax = hist.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
+    let hists: Vec<Vec<usize>> = report
+        .drafters
+        .iter()
+        .map(|d| d.report.acceptance_histogram())
+        .collect();
+    let len = hists.iter().map(Vec::len).max().unwrap_or(1);
+    let hmax = hists.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
     let mut chart = ChartBuilder::on(&right)
         .caption(
             "tokens added per round (accepted + bonus)",
@@ -82,21 +100,20 @@ fn draw(report: &EvalReport, path: &Path) -> std::result::Result<(), Box<dyn std
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..hist.len() as f64 + 0.5, 0f64..hmax)?;
+        .build_cartesian_2d(0.5f64..len as f64 + 0.5, 0f64..hmax)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .y_desc("rounds")
-        .x_labels(hist.len().min(12))
+        .x_labels(len.min(12))
         .x_label_formatter(&|x| format!("{}", x.round() as i64))
         .draw()?;
-    chart.draw_series(hist.iter().enumerate().map(|(a, &n)| {
-        let x = a as f64 + 1.0;
-        Rectangle::new(
-            [(x - 0.35, 0.0), (x + 0.35, n as f64)],
-            RED.mix(0.6).filled(),
-        )
-    }))?;
+    for (d, hist) in hists.iter().enumerate() {
+        chart.draw_series(hist.iter().enumerate().map(|(a, &count)| {
+            let x = a as f64 + 0.65 + d as f64 * width;
+            Rectangle::new([(x, 0.0), (x + width, count as f64)], color(d).filled())
+        }))?;
+    }
     root.present()?;
     Ok(())
 }

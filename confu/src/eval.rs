@@ -14,7 +14,7 @@ use confu_core::{Error, Result};
 use confu_model::Tokenizer;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, GenerationConfig};
+use crate::{Engine, Generation, GenerationConfig};
 
 /// One Spec-Bench question.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,49 +168,140 @@ pub fn evaluate<B: Backend>(
     tokenizer: &Tokenizer,
     questions: &[Question],
     config: &GenerationConfig,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
-    let mut results = Vec::with_capacity(questions.len());
+    let drafters = [("drafter".to_string(), spec.clone())];
+    let c = compare(vanilla, &drafters, tokenizer, questions, config, progress)?;
+    Ok(c.drafters.into_iter().next().expect("one drafter").report)
+}
+
+/// One drafter's evaluation, by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrafterReport {
+    pub name: String,
+    pub report: EvalReport,
+}
+
+/// Several drafters evaluated on the same prompts against the same vanilla runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub drafters: Vec<DrafterReport>,
+}
+
+fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
+    QuestionResult {
+        question_id: q.question_id.clone(),
+        category: q.category.clone(),
+        vanilla_tokens: v.generated_ids.len(),
+        vanilla_s: v.timings.prefill_s + v.timings.decode_s,
+        spec_tokens: s.generated_ids.len(),
+        spec_s: s.timings.prefill_s + s.timings.decode_s,
+        rounds: s.rounds.len(),
+        accepted: s.rounds.iter().map(|r| r.accepted_drafts).collect(),
+        equal_to_vanilla: v.generated_ids == s.generated_ids,
+        draft_s: s.rounds.iter().map(|r| r.draft_s).sum(),
+        verify_s: s.rounds.iter().map(|r| r.verify_s).sum(),
+        update_s: s.rounds.iter().map(|r| r.update_s).sum(),
+        vanilla_decode_s: v.timings.decode_s,
+        vanilla_decode_tokens: v.timings.decode_tokens,
+    }
+}
+
+/// Run vanilla once and every drafter on every question (in turn, so that they share the
+/// machine's conditions). `progress(i, n)` is called after each question.
+pub fn compare<B: Backend>(
+    vanilla: &Engine<B>,
+    drafters: &[(String, Engine<B>)],
+    tokenizer: &Tokenizer,
+    questions: &[Question],
+    config: &GenerationConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Comparison> {
+    let mut results: Vec<Vec<QuestionResult>> =
+        vec![Vec::with_capacity(questions.len()); drafters.len()];
     for (i, q) in questions.iter().enumerate() {
         let prompt = tokenizer.encode(&q.turns[0])?;
         let v = vanilla.generate(&prompt, config, |_| {})?;
-        let s = spec.generate(&prompt, config, |_| {})?;
-        results.push(QuestionResult {
-            question_id: q.question_id.clone(),
-            category: q.category.clone(),
-            vanilla_tokens: v.generated_ids.len(),
-            vanilla_s: v.timings.prefill_s + v.timings.decode_s,
-            spec_tokens: s.generated_ids.len(),
-            spec_s: s.timings.prefill_s + s.timings.decode_s,
-            rounds: s.rounds.len(),
-            accepted: s.rounds.iter().map(|r| r.accepted_drafts).collect(),
-            equal_to_vanilla: v.generated_ids == s.generated_ids,
-            draft_s: s.rounds.iter().map(|r| r.draft_s).sum(),
-            verify_s: s.rounds.iter().map(|r| r.verify_s).sum(),
-            update_s: s.rounds.iter().map(|r| r.update_s).sum(),
-            vanilla_decode_s: v.timings.decode_s,
-            vanilla_decode_tokens: v.timings.decode_tokens,
-        });
+        for (out, (_, engine)) in results.iter_mut().zip(drafters) {
+            let s = engine.generate(&prompt, config, |_| {})?;
+            out.push(measure(q, &v, &s));
+        }
         progress(i + 1, questions.len());
     }
     let greedy = config.sampling.is_greedy();
-    let mut by_cat: BTreeMap<String, Vec<&QuestionResult>> = BTreeMap::new();
-    for r in &results {
-        by_cat.entry(r.category.clone()).or_default().push(r);
-    }
-    let per_category = by_cat
-        .iter()
-        .map(|(c, rs)| (c.clone(), summarize(rs, greedy)))
-        .collect();
-    let overall = summarize(&results.iter().collect::<Vec<_>>(), greedy);
-    Ok(EvalReport {
-        per_category,
-        overall,
-        results,
+    Ok(Comparison {
+        drafters: drafters
+            .iter()
+            .zip(results)
+            .map(|((name, _), results)| DrafterReport {
+                name: name.clone(),
+                report: EvalReport::from_results(results, greedy),
+            })
+            .collect(),
     })
 }
 
+impl Comparison {
+    /// Each drafter's table, then τ and speedup side by side per category.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        for d in &self.drafters {
+            s.push_str(&format!("== {}\n{}", d.name, d.report.table()));
+        }
+        if self.drafters.len() > 1 {
+            s.push_str(&format!("{:<12}", "tau / speedup"));
+            for d in &self.drafters {
+                s.push_str(&format!(" {:>22}", d.name));
+            }
+            s.push('\n');
+            let first = &self.drafters[0].report;
+            let cats = first
+                .per_category
+                .keys()
+                .map(String::as_str)
+                .chain(["overall"]);
+            for c in cats {
+                s.push_str(&format!("{c:<12}"));
+                for d in &self.drafters {
+                    let m = d.report.summary(c);
+                    let cell =
+                        m.map_or("-".into(), |m| format!("{:.2} / {:.2}x", m.tau, m.speedup));
+                    s.push_str(&format!(" {cell:>22}"));
+                }
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
+
 impl EvalReport {
+    /// Summaries per category and overall from per-question results.
+    pub fn from_results(results: Vec<QuestionResult>, greedy: bool) -> Self {
+        let mut by_cat: BTreeMap<String, Vec<&QuestionResult>> = BTreeMap::new();
+        for r in &results {
+            by_cat.entry(r.category.clone()).or_default().push(r);
+        }
+        let per_category = by_cat
+            .iter()
+            .map(|(c, rs)| (c.clone(), summarize(rs, greedy)))
+            .collect();
+        let overall = summarize(&results.iter().collect::<Vec<_>>(), greedy);
+        Self {
+            per_category,
+            overall,
+            results,
+        }
+    }
+
+    /// The summary of a category, or `overall`.
+    pub fn summary(&self, category: &str) -> Option<&Summary> {
+        match category {
+            "overall" => Some(&self.overall),
+            c => self.per_category.get(c),
+        }
+    }
+
     /// A readable table.
     pub fn table(&self) -> String {
         let mut s = format!(
