@@ -243,8 +243,9 @@ impl<B: Backend> Eagle3Head<B> {
     }
 
     /// Write ConFu's future slot into the cache's reserved region: the row
-    /// `[input_layernorm(e_f) ; hidden_norm(fc(f))]` at `position` (`e_f: [1, d]`, `f: [1, 3d]`),
-    /// attending only to itself; only its K/V matter, and every draft query may then see them.
+    /// `[input_layernorm(e_f) ; hidden_norm(fc(f))]` at `position` (`e_f: [1, d]`; `f: [1, 3d]`
+    /// target taps, or `[1, d]` taken as is), attending only to itself; only its K/V matter, and
+    /// every draft query may then see them.
     pub fn write_future_slot(
         &self,
         ops: &dyn Ops<B>,
@@ -255,7 +256,22 @@ impl<B: Backend> Eagle3Head<B> {
     ) -> Result<()> {
         cache.check_room(Region::Reserved, 1)?;
         let device = e_f.device();
-        let g = self.fuse(ops, f);
+        let c = &self.config;
+        let width = f.dims()[1];
+        let g = if width == 3 * c.target_hidden_size {
+            self.fuse(ops, f)
+        } else if width == c.hidden_size {
+            f
+        } else {
+            return Err(Error::shape(
+                "future vector",
+                format!(
+                    "width {width}; expected {} (target taps) or {} (one layer)",
+                    3 * c.target_hidden_size,
+                    c.hidden_size
+                ),
+            ));
+        };
         let rope = RopeRows::new(&self.config.rope, &self.inv_freq, &[position], &device);
         let mut vis = Visibility::blank(1, cache.reserved() + cache.len());
         vis.allow(0, 0);

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum FutureLayers {
     /// The 3-layer concatenation of the EAGLE-3 features (`3d`), projected by the head's `fc`.
     Eagle3Taps,
+    /// The last decoder layer's output (`d`), fed to the head without `fc` (as the head's own
+    /// states are in deeper drafting steps).
+    LastLayer,
 }
 
 /// Where a `[con]` row attached to a row at position `p` sits.

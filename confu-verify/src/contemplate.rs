@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{kv_cache::Region, DenseKvCache, DraftTree, KvCache, Ops, Result, Visibility};
-use confu_model::{feature_taps, ForwardRequest, LogitRows, ModelInput, TargetModel};
-use confu_moe::{ConPosition, ConfuOptions, ConfuParams, ContemplateNodes, RouteDecision};
+use confu_model::{feature_taps, ForwardRequest, LogitRows, ModelInput, Tap, TargetModel};
+use confu_moe::{
+    ConPosition, ConfuOptions, ConfuParams, ContemplateNodes, FutureLayers, RouteDecision,
+};
 
 use crate::row_layout::{RowKind, RowLayout};
 
@@ -32,7 +34,7 @@ pub struct PrefillFuture<B: Backend> {
     /// The `[con]` input embedding `[1, d]`.
     pub embedding: Tensor<B, 2>,
     pub route: RouteDecision,
-    /// `f` for round 1, `[1, 3d]`.
+    /// `f` for round 1, `[1, 3d]` (`[1, d]` with `future_layers = last_layer`).
     pub f: Tensor<B, 2>,
 }
 
@@ -88,6 +90,14 @@ impl<B: Backend> Contemplator<B> {
         (e, d.remove(0))
     }
 
+    /// The taps that form `f` at a `[con]` row (`future_layers`).
+    pub fn future_taps(&self, num_layers: usize) -> Vec<Tap> {
+        match self.options.future_layers {
+            FutureLayers::Eagle3Taps => feature_taps(num_layers),
+            FutureLayers::LastLayer => vec![Tap::LayerInput(num_layers)],
+        }
+    }
+
     /// Position of a `[con]` attached to a row at `position`.
     pub fn con_position(&self, position: usize) -> usize {
         match self.options.con_position {
@@ -116,7 +126,7 @@ impl<B: Backend> Contemplator<B> {
                 positions: &[self.con_position(n - 1)],
                 visibility: &visibility,
                 logits: LogitRows::None,
-                taps: &feature_taps(target.config().num_hidden_layers),
+                taps: &self.future_taps(target.config().num_hidden_layers),
                 region: Region::Main,
             },
         )?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{DenseKvCache, DraftTree, Error, Ops, Result};
+use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, Ops, Result};
 use confu_draft::{Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
@@ -108,7 +108,16 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
     }
 
     fn taps(&self, target: &ModelConfig) -> Vec<Tap> {
-        feature_taps(target.num_hidden_layers)
+        // The draft's features, then — when `f` is formed from other layers — `f`'s taps.
+        let mut taps = feature_taps(target.num_hidden_layers);
+        let future = self
+            .confu
+            .contemplator
+            .future_taps(target.num_hidden_layers);
+        if future != taps {
+            taps.extend(future);
+        }
+        taps
     }
 
     fn reset(&mut self, capacity: usize) {
@@ -154,8 +163,17 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
     }
 
     fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
-        let features = obs.features.clone().ok_or_else(missing_taps)?;
-        let path_features = obs.path_features().ok_or_else(missing_taps)?;
+        let all = obs.features.clone().ok_or_else(missing_taps)?;
+        // Columns: the draft's 3 feature taps, then `f`'s own taps when they differ.
+        let width = 3 * obs.target.config().hidden_size;
+        let extra = all.dims()[1] - width;
+        let features = all.clone().narrow(1, 0, width);
+        let future_columns = |rows: Tensor<B, 2>| match extra {
+            0 => rows,
+            _ => rows.narrow(1, width, extra),
+        };
+        let idx = index_tensor(obs.path, &features.device());
+        let path_features = features.clone().select(0, idx);
         let q = *obs
             .path
             .last()
@@ -172,7 +190,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             })?;
             let i = future_source(tree, &self.covered, q);
             self.future_node = Some(self.covered[i]);
-            features.narrow(0, tree.len() + i, 1)
+            future_columns(all.narrow(0, tree.len() + i, 1))
         };
         let o = &c.options;
         let fused = self.confu.head.fuse(ops.as_ref(), anchor.clone());

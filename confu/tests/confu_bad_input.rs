@@ -131,6 +131,15 @@ fn bad_confu_folders_name_the_culprit() {
     std::fs::remove_file(d.path().join("confu.safetensors")).unwrap();
     expect(d.path(), &["confu.safetensors"]);
 
+    // A ConFu folder made for a target of another width: the head's check names the field.
+    let d = draft_copy();
+    let cfg = d.path().join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["hidden_size"] = 32.into();
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    expect(d.path(), &["hidden", "64"]);
+
     // A ConFu folder for another target: the head's shape check names the field.
     let other = fixture_dirs("hf").into_iter().find(|d| {
         let c = confu_model::ModelConfig::from_file(&d.join("config.json")).unwrap();

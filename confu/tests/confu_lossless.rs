@@ -14,7 +14,9 @@ use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
 use confu_core::SamplingParams;
 use confu_draft::{DraftConfig, Eagle3Head, TreeSettings};
 use confu_model::TargetModel;
-use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
+use confu_moe::{
+    ConPosition, ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes, FutureLayers,
+};
 
 fn fixture_confu(target: &TargetModel<Cpu>) -> Option<ConfuHead<Cpu>> {
     let dir = fixture_dirs("confu")
@@ -81,6 +83,15 @@ fn greedy_confu_equals_vanilla() {
             "random static".into(),
             random_confu(&target, static_options),
         ));
+        let other_choices = ConfuOptions {
+            future_layers: FutureLayers::LastLayer,
+            con_position: ConPosition::Node,
+            ..Default::default()
+        };
+        heads.push((
+            "random last-layer f, [con] at its node".into(),
+            random_confu(&target, other_choices),
+        ));
         let mut modes = Vec::new();
         for (label, head) in &heads {
             for nodes in [ContemplateNodes::All, ContemplateNodes::Top(3)] {
@@ -129,7 +140,7 @@ fn greedy_confu_equals_vanilla() {
             }
         }
         println!(
-            "confu {name}: {} prompts x {} ConFu drafters (trees 1..60 nodes, [con] on all / top:3 nodes, MoE and static) equal vanilla greedy; {accepted} drafts accepted ... ok",
+            "confu {name}: {} prompts x {} ConFu drafters (trees 1..60 nodes, [con] on all / top:3 nodes, MoE and static, f from the taps or the last layer) equal vanilla greedy; {accepted} drafts accepted ... ok",
             prompts.len(),
             modes.len()
         );
