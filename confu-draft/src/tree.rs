@@ -31,6 +31,16 @@ impl Default for TreeSettings {
 }
 
 impl TreeSettings {
+    /// These settings shrunk to a budget of `room` nodes and positions after the prefix: at most
+    /// `room` nodes, and depths that keep the deepest node (`depth + 1`) inside it.
+    pub fn within(self, room: usize) -> Self {
+        Self {
+            total_tokens: self.total_tokens.min(room),
+            depth: self.depth.min(room.saturating_sub(2)),
+            top_k: self.top_k,
+        }
+    }
+
     /// Reject zero settings, naming them.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [

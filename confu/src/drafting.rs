@@ -198,12 +198,7 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
     }
 
     fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
-        let t = self.tree;
-        let settings = TreeSettings {
-            total_tokens: t.total_tokens.min(room),
-            depth: t.depth.min(room.saturating_sub(2)),
-            top_k: t.top_k,
-        };
+        let settings = self.tree.within(room);
         self.state()?.draft_tree(root, settings)
     }
 }

@@ -111,6 +111,28 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, RefTensor>> {
     Ok(out)
 }
 
+/// The target and draft folders a fixture folder's `meta.json` names (`target`, `draft`, paths
+/// relative to the fixture folder).
+pub fn fixture_models(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    let field = |k: &str| {
+        meta[k]
+            .as_str()
+            .map(|p| dir.join(p))
+            .ok_or_else(|| Error::Config {
+                path: path.clone(),
+                field: k.into(),
+                msg: "missing or not a string".into(),
+            })
+    };
+    Ok((field("target")?, field("draft")?))
+}
+
 /// Relative L2 distance `||a - b|| / ||b||`.
 pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);

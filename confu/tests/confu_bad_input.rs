@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use backend_cpu::Cpu;
-use confu::reference::fixture_dirs;
+use confu::reference::{fixture_dirs, fixture_models};
 use confu::ConfuHead;
 use confu_model::TargetModel;
 
@@ -13,12 +13,7 @@ fn fixture() -> (std::path::PathBuf, std::path::PathBuf) {
         .into_iter()
         .find(|d| d.join("meta.json").exists())
         .expect("a confu fixture");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    (
-        dir.join(meta["target"].as_str().unwrap()),
-        dir.join(meta["draft"].as_str().unwrap()),
-    )
+    fixture_models(&dir).unwrap()
 }
 
 fn draft_copy() -> tempfile::TempDir {

@@ -9,9 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use backend_cpu::Cpu;
-use confu::reference::fixture_dirs;
+use confu::reference::{fixture_dirs, fixture_models};
 use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
-use confu_core::SamplingParams;
 use confu_draft::{DraftConfig, Eagle3Head, TreeSettings};
 use confu_model::TargetModel;
 use confu_moe::{
@@ -22,9 +21,7 @@ fn fixture_confu(target: &TargetModel<Cpu>) -> Option<ConfuHead<Cpu>> {
     let dir = fixture_dirs("confu")
         .into_iter()
         .find(|d| d.join("meta.json").exists())?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    ConfuHead::load(&dir.join(meta["draft"].as_str().unwrap()), target).ok()
+    ConfuHead::load(&fixture_models(&dir).ok()?.1, target).ok()
 }
 
 fn random_confu(target: &TargetModel<Cpu>, options: ConfuOptions) -> ConfuHead<Cpu> {
@@ -149,50 +146,16 @@ fn greedy_confu_equals_vanilla() {
 
 #[test]
 fn confu_sampling_matches_vanilla_sampling() {
-    let dir = fixture_dirs("hf")
-        .into_iter()
-        .find(|d| d.ends_with("llama3-tiny"))
-        .expect("llama3-tiny");
-    let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
+    let (target, prompt, tree) = common::sampling_setup();
     let confu = fixture_confu(&target).expect("the ConFu fixture fits llama3-tiny");
-    let prompt: Vec<u32> = vec![465, 317, 443, 397, 440, 442, 375, 267, 452, 388, 13];
-    let tree = TreeSettings {
-        total_tokens: 16,
-        depth: 3,
-        top_k: 4,
-    };
     let spec = Engine::with_mode(target.clone(), DraftMode::Confu { confu, tree }).unwrap();
     let vanilla = Engine::new(target);
     let (n, positions) = (1500, 3);
     let mut total_accepted = 0;
     for (t, top_k, top_p) in [(0.25, None, None), (0.8, Some(30), Some(0.95))] {
-        let mut a = vec![Vec::new(); positions];
-        let mut b = vec![Vec::new(); positions];
-        for seed in 0..n as u64 {
-            let config = GenerationConfig {
-                max_new_tokens: positions,
-                sampling: SamplingParams {
-                    temperature: t,
-                    top_k,
-                    top_p,
-                    seed,
-                },
-                stop_at_eos: false,
-            };
-            let g = vanilla.generate(&prompt, &config, |_| {}).unwrap();
-            let sampling = SamplingParams {
-                seed: seed + 1_000_000,
-                ..config.sampling.clone()
-            };
-            let h = spec
-                .generate(&prompt, &GenerationConfig { sampling, ..config }, |_| {})
-                .unwrap();
-            total_accepted += h.rounds.iter().map(|r| r.accepted_drafts).sum::<usize>();
-            for p in 0..positions {
-                a[p].push(g.generated_ids[p]);
-                b[p].push(h.generated_ids[p]);
-            }
-        }
+        let (a, b, accepted) =
+            common::sample_both(&vanilla, &spec, &prompt, (t, top_k, top_p), n, positions);
+        total_accepted += accepted;
         for p in 0..positions {
             common::same_distribution(&format!("confu T={t} position {p}"), &a[p], &b[p]).unwrap();
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::tensor::{Tensor, TensorData};
-use confu::reference::{fixture_dirs, read_tensors, rel_l2, RefTensor};
+use confu::reference::{fixture_dirs, fixture_models, read_tensors, rel_l2, RefTensor};
 use confu::{DraftMode, Engine, GenerationConfig};
 use confu_core::DraftTree;
 use confu_draft::{build_tree, Eagle3Drafter, Eagle3Head, TreeSettings};
@@ -31,11 +31,7 @@ fn fixtures() -> Vec<Fixture> {
     assert!(!dirs.is_empty(), "no eagle3 fixtures found");
     dirs.into_iter()
         .map(|dir| {
-            let meta: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap())
-                    .unwrap();
-            let target_dir = dir.join(meta["target"].as_str().expect("meta.target"));
-            let draft_dir = dir.join(meta["draft"].as_str().expect("meta.draft"));
+            let (target_dir, draft_dir) = fixture_models(&dir).unwrap();
             let target =
                 TargetModel::<Cpu>::load(&target_dir, backend_cpu::ops(), &Default::default())
                     .unwrap_or_else(|e| panic!("{}: {e}", target_dir.display()));

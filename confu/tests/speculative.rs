@@ -108,18 +108,8 @@ fn greedy_speculative_equals_vanilla() {
 
 #[test]
 fn speculative_sampling_matches_vanilla_sampling() {
-    let dir = fixture_dirs("hf")
-        .into_iter()
-        .find(|d| d.ends_with("llama3-tiny"))
-        .expect("llama3-tiny");
-    let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
+    let (target, prompt, tree) = common::sampling_setup();
     let head = Arc::new(Eagle3Head::load(&common::draft_dir(), &target).unwrap());
-    let prompt: Vec<u32> = vec![465, 317, 443, 397, 440, 442, 375, 267, 452, 388, 13];
-    let tree = TreeSettings {
-        total_tokens: 16,
-        depth: 3,
-        top_k: 4,
-    };
     let spec = Engine::with_mode(target.clone(), DraftMode::Eagle3 { head, tree }).unwrap();
     let vanilla = Engine::new(target);
     let n = 1500;
@@ -132,35 +122,8 @@ fn speculative_sampling_matches_vanilla_sampling() {
         (0.6, None, None),
         (0.8, Some(30), Some(0.95)),
     ] {
-        let mut a = vec![Vec::new(); positions];
-        let mut b = vec![Vec::new(); positions];
-        let mut accepted = 0;
-        for seed in 0..n as u64 {
-            let sampling = SamplingParams {
-                temperature: t,
-                top_k,
-                top_p,
-                seed,
-            };
-            let config = GenerationConfig {
-                max_new_tokens: positions,
-                sampling,
-                stop_at_eos: false,
-            };
-            let g = vanilla.generate(&prompt, &config, |_| {}).unwrap();
-            let sampling = SamplingParams {
-                seed: seed + 1_000_000,
-                ..config.sampling.clone()
-            };
-            let h = spec
-                .generate(&prompt, &GenerationConfig { sampling, ..config }, |_| {})
-                .unwrap();
-            accepted += h.rounds.iter().map(|r| r.accepted_drafts).sum::<usize>();
-            for p in 0..positions {
-                a[p].push(g.generated_ids[p]);
-                b[p].push(h.generated_ids[p]);
-            }
-        }
+        let (a, b, accepted) =
+            common::sample_both(&vanilla, &spec, &prompt, (t, top_k, top_p), n, positions);
         println!("lossless T={t} top_k={top_k:?} top_p={top_p:?}: {n} runs each, {accepted} drafts accepted by the speculative runs");
         total_accepted += accepted;
         for p in 0..positions {

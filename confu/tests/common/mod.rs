@@ -4,7 +4,8 @@
 
 use backend_cpu::Cpu;
 use confu::reference::fixture_dirs;
-use confu::Generation;
+use confu::{Engine, Generation, GenerationConfig};
+use confu_core::SamplingParams;
 use confu_model::{LogitRows, TargetModel};
 
 pub fn draft_dir() -> std::path::PathBuf {
@@ -13,9 +14,7 @@ pub fn draft_dir() -> std::path::PathBuf {
         .iter()
         .find(|d| d.join("meta.json").exists())
         .expect("an eagle3 fixture");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    dir.join(meta["draft"].as_str().unwrap())
+    confu::reference::fixture_models(dir).unwrap().1
 }
 
 pub fn prompts(vocab: u32) -> Vec<Vec<u32>> {
@@ -129,4 +128,61 @@ pub fn check_greedy(
         );
         println!("speculative {name} {label}: prompt of {} tokens diverges at step {i}, top-2 logit gap {gap:.2e} < 1e-4 (tolerated)", prompt.len());
     }
+}
+
+/// `n` sampled runs of `positions` tokens each from `vanilla` and from `spec` (other seeds), at
+/// `(temperature, top_k, top_p)`: the tokens per position of each, and the drafts `spec` accepted.
+pub fn sample_both(
+    vanilla: &Engine<Cpu>,
+    spec: &Engine<Cpu>,
+    prompt: &[u32],
+    (temperature, top_k, top_p): (f32, Option<usize>, Option<f32>),
+    n: usize,
+    positions: usize,
+) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, usize) {
+    let mut a = vec![Vec::new(); positions];
+    let mut b = vec![Vec::new(); positions];
+    let mut accepted = 0;
+    for seed in 0..n as u64 {
+        let config = GenerationConfig {
+            max_new_tokens: positions,
+            sampling: SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                seed,
+            },
+            stop_at_eos: false,
+        };
+        let g = vanilla.generate(prompt, &config, |_| {}).unwrap();
+        let sampling = SamplingParams {
+            seed: seed + 1_000_000,
+            ..config.sampling.clone()
+        };
+        let h = spec
+            .generate(prompt, &GenerationConfig { sampling, ..config }, |_| {})
+            .unwrap();
+        accepted += h.rounds.iter().map(|r| r.accepted_drafts).sum::<usize>();
+        for p in 0..positions {
+            a[p].push(g.generated_ids[p]);
+            b[p].push(h.generated_ids[p]);
+        }
+    }
+    (a, b, accepted)
+}
+
+/// The sampling tests' target (`llama3-tiny`), prompt and tree.
+pub fn sampling_setup() -> (TargetModel<Cpu>, Vec<u32>, confu_draft::TreeSettings) {
+    let dir = fixture_dirs("hf")
+        .into_iter()
+        .find(|d| d.ends_with("llama3-tiny"))
+        .expect("llama3-tiny");
+    let target = TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
+    let prompt: Vec<u32> = vec![465, 317, 443, 397, 440, 442, 375, 267, 452, 388, 13];
+    let tree = confu_draft::TreeSettings {
+        total_tokens: 16,
+        depth: 3,
+        top_k: 4,
+    };
+    (target, prompt, tree)
 }
