@@ -285,29 +285,29 @@ impl Job for DecodeArgs {
             "prefill_vs_matmul": prefill_rate / rate,
         });
         if self.json {
-            println!("{report}");
+            crate::outln!("{report}");
         } else {
-            println!(
+            crate::outln!(
                 "model               {label} ({:.1} M parameters) on {}",
                 params as f64 / 1e6,
                 self.device
             );
-            println!(
+            crate::outln!(
                 "prefill             {:.1} tok/s  ({} tokens in {:.3} s, median of {})",
                 self.prompt_len as f64 / prefill,
                 self.prompt_len,
                 prefill,
                 self.runs
             );
-            println!(
+            crate::outln!(
                 "decode              {:.2} tok/s  ({:.2} ms/step)",
                 1.0 / step,
                 step * 1e3
             );
-            println!("read bandwidth      {:.1} GB/s", bandwidth / 1e9);
-            println!("decode floor        {:.2} ms/step ({:.0} MB of weights / bandwidth) -> decode at {:.2}x the floor", floor * 1e3, weight_bytes / 1e6, step / floor);
-            println!("matmul rate         {:.1} GFLOP/s", rate / 1e9);
-            println!(
+            crate::outln!("read bandwidth      {:.1} GB/s", bandwidth / 1e9);
+            crate::outln!("decode floor        {:.2} ms/step ({:.0} MB of weights / bandwidth) -> decode at {:.2}x the floor", floor * 1e3, weight_bytes / 1e6, step / floor);
+            crate::outln!("matmul rate         {:.1} GFLOP/s", rate / 1e9);
+            crate::outln!(
                 "prefill compute     {:.1} GFLOP/s -> {:.0}% of the matmul rate",
                 prefill_rate / 1e9,
                 100.0 * prefill_rate / rate

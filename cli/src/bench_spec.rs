@@ -111,7 +111,7 @@ impl Job for SpecArgs {
             std::hint::black_box(tree.len());
             Ok(t.elapsed().as_secs_f64())
         })?;
-        println!(
+        crate::outln!(
             "draft tree {},{},{}: {:.2} ms ({} expansion steps of {} rows + root)",
             self.tree.total_tokens,
             self.tree.depth,
@@ -144,7 +144,7 @@ impl Job for SpecArgs {
                 cache.truncate(prefix)?;
                 Ok(dt)
             })?;
-            println!(
+            crate::outln!(
                 "verify {n:>3} nodes: {:>8.2} ms ({:.2} ms/node); compaction to a {}-node path: {:.3} ms",
                 verify * 1e3,
                 verify * 1e3 / n.max(1) as f64,
@@ -162,7 +162,7 @@ impl Job for SpecArgs {
                 } else {
                     rule.to_string()
                 };
-                println!(
+                crate::outln!(
                     "  + {:>3} [con] rows ({rule}): {:>8.2} ms = {:.2}x the nodes alone",
                     covered.len(),
                     with_con * 1e3,

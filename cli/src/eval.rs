@@ -102,10 +102,10 @@ impl Job for EvalArgs {
             |_, _| bar.inc(1),
         )?;
         bar.finish_and_clear();
-        print!("{}", report.table());
+        crate::output::write_out(&report.table())?;
         for d in &report.drafters {
             let hist = d.report.acceptance_histogram();
-            println!("{}: accepted drafts per round (0..): {hist:?}", d.name);
+            crate::outln!("{}: accepted drafts per round (0..): {hist:?}", d.name);
         }
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&report).expect("serialisable report");

@@ -20,9 +20,18 @@ pub struct GenerateArgs {
     /// embedded testbed model, drafting with its EAGLE-3 head.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The prompt text.
+    /// The prompt text; `-` reads it from standard input. Text starting with `-` (a Markdown list,
+    /// a diff) is taken as the prompt, not as an option.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "prompt_file",
+        conflicts_with = "prompt_file"
+    )]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file (UTF-8).
     #[arg(long)]
-    pub prompt: String,
+    pub prompt_file: Option<PathBuf>,
     /// Maximum number of tokens to generate.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
@@ -202,6 +211,25 @@ impl DraftArgs {
 }
 
 impl GenerateArgs {
+    /// The prompt: `--prompt TEXT`, `--prompt -` (standard input) or `--prompt-file FILE`.
+    fn prompt_text(&self) -> Result<String> {
+        match (&self.prompt, &self.prompt_file) {
+            (Some(p), _) if p == "-" => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Error::io("standard input", e))?;
+                Ok(text)
+            }
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e)),
+            (None, None) => Err(Error::invalid(
+                "prompt",
+                "none",
+                "give --prompt TEXT, --prompt - or --prompt-file FILE",
+            )),
+        }
+    }
+
     fn config(&self) -> GenerationConfig {
         GenerationConfig {
             max_new_tokens: self.max_new_tokens,
@@ -225,7 +253,8 @@ impl Job for GenerateArgs {
         let (dir, draft) = resolve_model(&self.model, &self.draft)?;
         let model = TargetModel::<B>::load(&dir, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
-        let prompt = tokenizer.encode(&self.prompt)?;
+        let prompt_text = self.prompt_text()?;
+        let prompt = tokenizer.encode(&prompt_text)?;
         let engine = if draft.enabled() {
             let mode = draft.mode(&model)?;
             Engine::with_mode(model, mode)?
@@ -240,12 +269,13 @@ impl Job for GenerateArgs {
             if json || stream_err.is_some() {
                 return;
             }
-            match stream.push(&tokenizer, ids) {
-                Ok(text) => {
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                }
-                Err(e) => stream_err = Some(e),
+            let written = stream.push(&tokenizer, ids).and_then(|text| {
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| Error::io("standard output", e))
+            });
+            if let Err(e) = written {
+                stream_err = Some(e);
             }
         })?;
         if let Some(e) = stream_err {
@@ -254,7 +284,7 @@ impl Job for GenerateArgs {
         let text = tokenizer.decode(&generation.generated_ids)?;
         if json {
             let value = serde_json::json!({
-                "prompt": self.prompt,
+                "prompt": prompt_text,
                 "prompt_ids": generation.prompt_ids,
                 "generated_ids": generation.generated_ids,
                 "text": text,
@@ -265,10 +295,10 @@ impl Job for GenerateArgs {
                 "tau": generation.tau(),
                 "rounds": generation.rounds,
             });
-            writeln!(out, "{value}").ok();
+            writeln!(out, "{value}").map_err(|e| Error::io("standard output", e))?;
         } else {
             let rest = stream.finish(&tokenizer)?;
-            writeln!(out, "{rest}").ok();
+            writeln!(out, "{rest}").map_err(|e| Error::io("standard output", e))?;
             let t = &generation.timings;
             eprintln!(
                 "[{} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, decode {:.1} tok/s; tau {:.2} over {} rounds]",

@@ -30,46 +30,49 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "dtypes": dtypes,
             "tokenizer_vocab_size": tokenizer.as_ref().map(|t| t.vocab_size()),
         });
-        println!("{v}");
+        crate::outln!("{v}");
         return Ok(());
     }
     let c = &config;
-    println!("model folder      {}", args.model.display());
-    println!("architecture      {:?}", c.architecture);
-    println!("layers            {}", c.num_hidden_layers);
-    println!("hidden size       {}", c.hidden_size);
-    println!("intermediate size {}", c.intermediate_size);
-    println!(
+    crate::outln!("model folder      {}", args.model.display());
+    crate::outln!("architecture      {:?}", c.architecture);
+    crate::outln!("layers            {}", c.num_hidden_layers);
+    crate::outln!("hidden size       {}", c.hidden_size);
+    crate::outln!("intermediate size {}", c.intermediate_size);
+    crate::outln!(
         "attention heads   {} query, {} key/value (head_dim {})",
-        c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim
     );
-    println!("vocabulary        {}", c.vocab_size);
-    println!("max positions     {}", c.max_position_embeddings);
-    println!(
+    crate::outln!("vocabulary        {}", c.vocab_size);
+    crate::outln!("max positions     {}", c.max_position_embeddings);
+    crate::outln!(
         "rope              theta {} scaling {:?}",
-        c.rope.theta, c.rope.scaling
+        c.rope.theta,
+        c.rope.scaling
     );
-    println!("tied embeddings   {}", c.tie_word_embeddings);
-    println!(
+    crate::outln!("tied embeddings   {}", c.tie_word_embeddings);
+    crate::outln!(
         "parameters        {} ({:.1} M; {:.1} MB as f32 in memory)",
         params,
         params as f64 / 1e6,
         params as f64 * 4.0 / 1e6
     );
     let dt: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} x{n}")).collect();
-    println!(
+    crate::outln!(
         "stored dtypes     {} (declared: {})",
         dt.join(", "),
         c.declared_dtype.as_deref().unwrap_or("-")
     );
     match tokenizer {
-        Some(t) => println!(
+        Some(t) => crate::outln!(
             "tokenizer         {} entries, bos {:?}, eos {:?}",
             t.vocab_size(),
             c.bos_token_id,
             c.eos_token_ids
         ),
-        None => println!("tokenizer         none (no readable tokenizer.json)"),
+        None => crate::outln!("tokenizer         none (no readable tokenizer.json)"),
     }
     Ok(())
 }

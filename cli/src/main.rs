@@ -9,6 +9,7 @@ mod embedded;
 mod eval;
 mod generate;
 mod inspect;
+mod output;
 mod plot;
 mod train;
 
@@ -71,6 +72,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing is lost that anyone reads.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
