@@ -62,6 +62,9 @@ impl WeightFiles {
                 .collect::<Result<_>>()?;
             names.sort();
             names.dedup();
+            for name in &names {
+                check_inside(dir, &index_path, name)?;
+            }
             names
         } else if single.exists() {
             vec!["model.safetensors".to_string()]
@@ -231,4 +234,28 @@ impl WeightFiles {
         v.sort();
         v
     }
+}
+
+/// A shard name from an index must name a file inside the model folder: no absolute path, no
+/// `..`, and no link that resolves outside it.
+fn check_inside(dir: &Path, index_path: &Path, name: &str) -> Result<()> {
+    use std::path::Component;
+    let bad = |msg: &str| Error::Config {
+        path: index_path.to_path_buf(),
+        field: "weight_map".into(),
+        msg: format!("shard `{name}` {msg}"),
+    };
+    let rel = Path::new(name);
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(bad("leaves the model folder (absolute path or `..`)"));
+    }
+    if let (Ok(root), Ok(full)) = (dir.canonicalize(), dir.join(rel).canonicalize()) {
+        if !full.starts_with(&root) {
+            return Err(bad("resolves to a file outside the model folder"));
+        }
+    }
+    Ok(())
 }
