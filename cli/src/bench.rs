@@ -201,7 +201,7 @@ impl Job for DecodeArgs {
         }
         let (label, model) = self.target.load(ops.clone(), &device)?;
         let c = model.config().clone();
-        let total = self.prompt_len + self.new_tokens;
+        let total = self.prompt_len.saturating_add(self.new_tokens);
         if total > c.max_position_embeddings {
             return Err(Error::Capacity {
                 what: "prompt-len + new-tokens",

@@ -82,7 +82,7 @@ impl Job for SpecArgs {
             .max()
             .unwrap_or(1)
             .max(self.tree.total_tokens);
-        let capacity = self.prompt_len + max_tree + 1;
+        let capacity = self.prompt_len.saturating_add(max_tree).saturating_add(1);
         if capacity > c.max_position_embeddings {
             return Err(Error::Capacity {
                 what: "prompt-len + largest tree",

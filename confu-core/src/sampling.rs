@@ -74,7 +74,10 @@ pub fn argmax(values: &[f32]) -> usize {
 /// filtered tokens get exactly 0). Requires `temperature > 0`.
 pub fn filtered_probs(logits: &[f32], params: &SamplingParams) -> Vec<f32> {
     let t = params.temperature;
-    let mut scaled: Vec<f32> = logits.iter().map(|&l| l / t).collect();
+    // Shift by the largest logit before dividing: at tiny temperatures `l / t` overflows to
+    // infinity and `inf - inf` would poison every probability; shifted, the limit is greedy.
+    let top = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut scaled: Vec<f32> = logits.iter().map(|&l| (l - top) / t).collect();
     let mut order: Vec<usize> = (0..scaled.len()).collect();
     let needs_order = params.top_k.is_some() || params.top_p.is_some_and(|p| p < 1.0);
     if needs_order {

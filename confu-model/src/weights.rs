@@ -193,6 +193,18 @@ impl WeightFiles {
 
     /// Read tensor `name` as `f32`, checking that its shape is `shape`.
     pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let values = self.read_f32_unchecked(name, shape)?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Tensor {
+                path: self.path_of(name).to_path_buf(),
+                name: name.to_string(),
+                msg: format!("element {i} is {} (weights must be finite)", values[i]),
+            });
+        }
+        Ok(values)
+    }
+
+    fn read_f32_unchecked(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         self.with_view(name, shape, |path, view| {
             let bytes = view.data();
             Ok(match view.dtype() {

@@ -71,6 +71,15 @@ pub fn train_tokenizer(
     out_dir: &Path,
 ) -> Result<usize> {
     let min_vocab = 256 + 2;
+    // Far above any real BPE vocabulary; beyond it the trainer only allocates until it dies.
+    let max_vocab = 1 << 20;
+    if settings.vocab_size > max_vocab {
+        return Err(Error::invalid(
+            "vocab-size",
+            settings.vocab_size,
+            format!("must be at most {max_vocab}"),
+        ));
+    }
     if settings.vocab_size < min_vocab {
         return Err(Error::invalid(
             "vocab-size",

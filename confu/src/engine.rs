@@ -176,6 +176,7 @@ impl<B: Backend> Engine<B> {
                 None => ModelInput::Ids(&tree.tokens),
             };
             let scores = score(&self.target, &mut seq.cache, &layout, input, &seq.taps)?;
+            check_finite(&scores.logits, &format!("round {}", rounds.len() + 1))?;
             let acceptance = accept(&tree, &scores.logits, &mut sampler);
             let t2 = Instant::now();
             let accepted = self.update(
@@ -243,7 +244,12 @@ impl<B: Backend> Engine<B> {
                 limit,
             });
         }
-        let capacity = (prompt.len() + config.max_new_tokens + drafter.max_tree()).min(limit);
+        // Sizes come from users: saturate instead of wrapping around.
+        let capacity = prompt
+            .len()
+            .saturating_add(config.max_new_tokens)
+            .saturating_add(drafter.max_tree())
+            .min(limit);
         let mut cache = self.target.new_cache(drafter.reserved(), capacity);
         let taps = drafter.taps(c);
         drafter.reset(capacity);
@@ -252,6 +258,7 @@ impl<B: Backend> Engine<B> {
             .target
             .forward_causal(&mut cache, prompt, LogitRows::Last, &taps)?;
         let logits = confu_core::host_rows(out.logits.expect("requested"));
+        check_finite(&logits, "the prefill")?;
         let root = sampler.sample(&logits[0]) as u32;
         let features = (!out.taps.is_empty()).then(|| Tensor::cat(out.taps, 1));
         let next: Vec<u32> = prompt[1..].iter().copied().chain([root]).collect();
@@ -304,6 +311,23 @@ impl<B: Backend> Engine<B> {
         seq.root = acceptance.bonus;
         Ok(accepted)
     }
+}
+
+/// Non-finite logits (a damaged checkpoint, an overflowing activation) would silently decode
+/// garbage: refuse them, naming where they appeared.
+fn check_finite(logits: &[Vec<f32>], when: &str) -> Result<()> {
+    for (row, l) in logits.iter().enumerate() {
+        if let Some(v) = l.iter().find(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "target logits",
+                v,
+                format!(
+                    "non-finite in {when} (row {row}); the model's weights or activations overflow"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Accept: the greedy walk at temperature 0, the lossless sampling walk otherwise.
