@@ -198,19 +198,20 @@ struct Eagle3Config {
     self_distill: Option<confu_train::self_distill::SelfDistill>,
 }
 
+impl confu_train::config_file::Validate for Eagle3Config {
+    fn validate(&self) -> std::result::Result<(), confu_train::config_file::Invalid> {
+        self.train.validate()?;
+        self.eagle3.validate()
+    }
+}
+
 pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
     use confu_train::eagle3_train::{evaluate_eagle3_dev, train_eagle3};
     use confu_train::pretrain::{pack_corpus, tokenize_file};
     use confu_train::self_distill::{self_distilled, SelfDistill, CACHE_FILE};
 
     let mut cfg: Eagle3Config = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| confu_core::Error::io(p, e))?;
-            serde_json::from_str(&text).map_err(|e| confu_core::Error::Format {
-                path: p.clone(),
-                msg: e.to_string(),
-            })?
-        }
+        Some(p) => confu_train::config_file::read_config(p)?,
         None => Eagle3Config::default(),
     };
     let device = Default::default();

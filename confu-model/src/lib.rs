@@ -23,6 +23,7 @@ pub mod attention;
 pub mod config;
 pub mod embedding;
 pub mod features;
+pub mod hf_config;
 pub mod keys;
 pub mod layer;
 pub mod linear;

@@ -122,9 +122,10 @@ impl ConfuOptions {
     /// Read and validate `confu.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let o: Self = serde_json::from_str(&text).map_err(|e| Error::Format {
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let o: Self = serde_path_to_error::deserialize(de).map_err(|e| Error::Format {
             path: path.to_path_buf(),
-            msg: e.to_string(),
+            msg: format!("{}: {}", e.path(), e.inner()),
         })?;
         o.validate().map_err(|(field, msg)| Error::Config {
             path: path.to_path_buf(),

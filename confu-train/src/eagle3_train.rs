@@ -14,12 +14,14 @@ use confu_draft::{export_official, DraftConfig, Eagle3};
 use confu_model::{feature_taps, LogitRows, TargetModel};
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::{in_range, positive, Invalid, Validate};
 use crate::eagle3::{draft_vocab_from_counts, ttt_loss, TttAttention, TttStep};
 use crate::pretrain::{batch_indices, Packed};
 use crate::trainer::{train, Control, DevResult, TrainLog, TrainSettings};
 
 /// EAGLE-3 training settings beyond the shared optimisation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Eagle3Settings {
     /// Unrolled training-time-test steps K.
     pub ttt_steps: usize,
@@ -36,6 +38,16 @@ impl Default for Eagle3Settings {
             decay: 0.8,
             draft_vocab_size: 32000,
         }
+    }
+}
+
+impl Validate for Eagle3Settings {
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        positive(&[
+            ("eagle3.ttt_steps", self.ttt_steps),
+            ("eagle3.draft_vocab_size", self.draft_vocab_size),
+        ])?;
+        in_range("eagle3.decay", self.decay, 0.0, 1.0, true)
     }
 }
 

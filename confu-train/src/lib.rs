@@ -13,6 +13,7 @@
 //! ConFu training (anchors, replication, gradients through the frozen target) is the next trainer.
 
 pub mod checkpoint;
+pub mod config_file;
 pub mod eagle3;
 pub mod eagle3_train;
 pub mod pretrain;

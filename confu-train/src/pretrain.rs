@@ -17,12 +17,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::{check, in_range, positive, read_config, Invalid, Validate};
 pub use crate::trainer::{
     checkpoint_dir, learning_rate, train, Control, DevResult, TrainLog, TrainSettings,
 };
 
 /// Shape of the LM to train (vocabulary and special ids come from the tokenizer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LmShape {
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -40,64 +42,73 @@ fn default_theta() -> f32 {
 
 /// The `--config` file of `confu train lm`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LmTrainConfig {
     pub model: LmShape,
     #[serde(default)]
     pub train: TrainSettings,
 }
 
+impl Validate for LmTrainConfig {
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        let (m, t) = (&self.model, &self.train);
+        positive(&[
+            ("model.hidden_size", m.hidden_size),
+            ("model.intermediate_size", m.intermediate_size),
+            ("model.num_hidden_layers", m.num_hidden_layers),
+            ("model.num_attention_heads", m.num_attention_heads),
+            ("model.num_key_value_heads", m.num_key_value_heads),
+            ("model.max_position_embeddings", m.max_position_embeddings),
+        ])?;
+        // Upper bounds keep a typo (an extra digit) from allocating until the process dies.
+        for (field, v, max) in [
+            ("model.hidden_size", m.hidden_size, 1 << 16),
+            ("model.intermediate_size", m.intermediate_size, 1 << 18),
+            ("model.num_hidden_layers", m.num_hidden_layers, 1 << 10),
+            ("model.num_attention_heads", m.num_attention_heads, 1 << 10),
+            (
+                "model.max_position_embeddings",
+                m.max_position_embeddings,
+                1 << 20,
+            ),
+        ] {
+            check(v <= max, field, format!("{v} exceeds the limit of {max}"))?;
+        }
+        check(
+            m.hidden_size.is_multiple_of(m.num_attention_heads),
+            "model.num_attention_heads",
+            format!(
+                "{} must divide hidden_size {}",
+                m.num_attention_heads, m.hidden_size
+            ),
+        )?;
+        check(
+            (m.hidden_size / m.num_attention_heads).is_multiple_of(2),
+            "model.num_attention_heads",
+            "hidden_size / num_attention_heads (the head size) must be even for RoPE",
+        )?;
+        check(
+            m.num_attention_heads.is_multiple_of(m.num_key_value_heads),
+            "model.num_key_value_heads",
+            "must divide num_attention_heads",
+        )?;
+        in_range("model.rope_theta", m.rope_theta as f64, 0.0, f64::MAX, true)?;
+        t.validate()?;
+        check(
+            t.seq_len < m.max_position_embeddings,
+            "train.seq_len",
+            format!(
+                "{} does not fit max_position_embeddings {}",
+                t.seq_len, m.max_position_embeddings
+            ),
+        )
+    }
+}
+
 impl LmTrainConfig {
     /// Read and validate a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let c: Self = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        let bad = |field: &str, msg: String| Error::Config {
-            path: path.to_path_buf(),
-            field: field.into(),
-            msg,
-        };
-        let m = &c.model;
-        if m.num_attention_heads == 0 || !m.hidden_size.is_multiple_of(m.num_attention_heads) {
-            return Err(bad(
-                "model.num_attention_heads",
-                format!("must divide hidden_size {}", m.hidden_size),
-            ));
-        }
-        if m.num_key_value_heads == 0
-            || !m.num_attention_heads.is_multiple_of(m.num_key_value_heads)
-        {
-            return Err(bad(
-                "model.num_key_value_heads",
-                "must divide num_attention_heads".into(),
-            ));
-        }
-        let t = &c.train;
-        for (f, v) in [
-            ("train.seq_len", t.seq_len),
-            ("train.batch_size", t.batch_size),
-            ("train.steps", t.steps),
-            ("train.checkpoint_every", t.checkpoint_every),
-        ] {
-            if v == 0 {
-                return Err(bad(f, "must be >= 1".into()));
-            }
-        }
-        if t.seq_len + 1 > m.max_position_embeddings {
-            return Err(bad(
-                "train.seq_len",
-                format!(
-                    "{} does not fit max_position_embeddings {}",
-                    t.seq_len, m.max_position_embeddings
-                ),
-            ));
-        }
-        if t.lr.is_nan() || t.lr <= 0.0 {
-            return Err(bad("train.lr", format!("{} must be > 0", t.lr)));
-        }
-        Ok(c)
+        read_config(path)
     }
 
     /// The full model configuration for a tokenizer.

@@ -25,7 +25,7 @@ use confu_model::{write_safetensors, NamedTensor};
 
 /// How to make the self-generated sequences.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SelfDistill {
     /// Number of sequences to generate (each `seq_len + 1` tokens long).
     pub sequences: usize,

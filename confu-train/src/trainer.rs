@@ -18,10 +18,11 @@ use confu_core::{Error, Result, ToHost};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::config_file::{check, in_range, positive, Invalid, Validate};
 
 /// Optimisation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainSettings {
     pub seq_len: usize,
     pub batch_size: usize,
@@ -53,6 +54,44 @@ impl Default for TrainSettings {
             checkpoint_every: 100,
             dev_tokens: 8192,
         }
+    }
+}
+
+impl Validate for TrainSettings {
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        positive(&[
+            ("train.seq_len", self.seq_len),
+            ("train.batch_size", self.batch_size),
+            ("train.steps", self.steps),
+            ("train.checkpoint_every", self.checkpoint_every),
+        ])?;
+        for (field, v, max) in [
+            ("train.seq_len", self.seq_len, 1 << 20),
+            ("train.batch_size", self.batch_size, 1 << 16),
+        ] {
+            check(v <= max, field, format!("{v} exceeds the limit of {max}"))?;
+        }
+        in_range("train.lr", self.lr, 0.0, 10.0, true)?;
+        in_range("train.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, false)?;
+        in_range(
+            "train.weight_decay",
+            self.weight_decay as f64,
+            0.0,
+            1e3,
+            false,
+        )?;
+        in_range(
+            "train.grad_clip",
+            self.grad_clip as f64,
+            0.0,
+            f64::MAX,
+            true,
+        )?;
+        check(
+            self.warmup_steps <= self.steps,
+            "train.warmup_steps",
+            format!("{} exceeds train.steps {}", self.warmup_steps, self.steps),
+        )
     }
 }
 
