@@ -66,6 +66,10 @@ impl Job for EvalArgs {
             stop_at_eos: true,
         };
         config.validate()?;
+        // Output paths are checked before the long work, not after it.
+        for path in [&self.json, &self.plot].into_iter().flatten() {
+            crate::out_paths::check_output_file(path, &[&self.prompts])?;
+        }
         let mut questions = read_questions(&self.prompts)?;
         if let Some(n) = self.limit {
             questions.truncate(n);

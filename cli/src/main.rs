@@ -9,6 +9,7 @@ mod embedded;
 mod eval;
 mod generate;
 mod inspect;
+mod out_paths;
 mod output;
 mod plot;
 mod train;

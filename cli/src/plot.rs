@@ -22,9 +22,30 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub fn plot_eval(report: &Comparison, path: &Path) -> Result<()> {
     // Registering twice is harmless; the font is valid, so ignore the already-registered case.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    write_png(path, |tmp| draw(report, tmp))
+}
+
+/// Draw into a temporary sibling and rename it over `path` (never over a link, folder, FIFO or
+/// device); the temporary file is removed on every error.
+fn write_png(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), Box<dyn std::error::Error>>,
+) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+        return Err(Error::io(
+            path,
+            std::io::Error::other("exists and is not a regular file; it is left as it is"),
+        ));
+    }
+    // plotters picks the image format from the extension: keep `.png` last.
     let tmp = path.with_extension("tmp.png");
-    draw(report, &tmp).map_err(|e| plot_err(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let result = draw(&tmp)
+        .map_err(|e| plot_err(path, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
@@ -121,9 +142,7 @@ fn draw(report: &Comparison, path: &Path) -> std::result::Result<(), Box<dyn std
 /// Draw the training loss per step to a PNG at `path`.
 pub fn plot_loss(steps: &[(usize, f32, f64)], path: &Path) -> Result<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let tmp = path.with_extension("tmp.png");
-    draw_loss(steps, &tmp).map_err(|e| plot_err(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    write_png(path, |tmp| draw_loss(steps, tmp))
 }
 
 fn draw_loss(

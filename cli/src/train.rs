@@ -33,12 +33,16 @@ pub struct TokenizerArgs {
     /// Output folder (tokenizer.json is written there).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace what OUT holds (an earlier tokenizer, or a folder `confu train` did not write).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Tokenizer(a) => {
             let files = corpus_files(&a.corpus)?;
+            crate::out_paths::claim_output_dir(&a.out, "tokenizer", false, a.force, &[&a.corpus])?;
             let bytes: u64 = files
                 .iter()
                 .filter_map(|f| f.metadata().ok())
@@ -87,6 +91,9 @@ pub struct LmArgs {
     /// Continue from the checkpoint in OUT.
     #[arg(long)]
     pub resume: bool,
+    /// Replace what OUT holds (an earlier run, or a folder `confu train` did not write).
+    #[arg(long)]
+    pub force: bool,
     /// Stop after this many tokens of training data (for quick runs).
     #[arg(long)]
     pub max_train_tokens: Option<usize>,
@@ -98,6 +105,13 @@ pub fn run_lm(a: LmArgs) -> Result<()> {
     };
 
     let cfg = LmTrainConfig::from_file(&a.config)?;
+    crate::out_paths::claim_output_dir(
+        &a.out,
+        "lm",
+        a.resume,
+        a.force,
+        &[&a.corpus, &a.tokenizer, &a.config],
+    )?;
     let tokenizer = confu_model::Tokenizer::from_dir(&a.tokenizer)?;
     let model_config = cfg.model_config(&tokenizer);
     let t = &cfg.train;
@@ -179,6 +193,9 @@ pub struct Eagle3Args {
     /// Continue from the checkpoint in OUT.
     #[arg(long)]
     pub resume: bool,
+    /// Replace what OUT holds (an earlier run, or a folder `confu train` did not write).
+    #[arg(long)]
+    pub force: bool,
     /// Stop after this many tokens of training data.
     #[arg(long)]
     pub max_train_tokens: Option<usize>,
@@ -214,6 +231,9 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
         Some(p) => confu_train::config_file::read_config(p)?,
         None => Eagle3Config::default(),
     };
+    let mut inputs: Vec<&std::path::Path> = vec![&a.target, &a.corpus];
+    inputs.extend(a.config.as_deref());
+    crate::out_paths::claim_output_dir(&a.out, "eagle3", a.resume, a.force, &inputs)?;
     let device = Default::default();
     let target =
         confu_model::TargetModel::<backend_cpu::Cpu>::load(&a.target, backend_cpu::ops(), &device)?;
