@@ -6,7 +6,10 @@
 //! cache folder named after their hash — `$CONFU_CACHE_DIR`, else `$XDG_CACHE_HOME/confu`, else
 //! `~/.cache/confu`, else the system temp folder — and reused by every later run. The folder is
 //! filled under a temporary name and renamed into place, so a killed first run never leaves a
-//! half-written model behind.
+//! half-written model behind. A cached folder is used only when every file's *content* equals the
+//! embedded bytes (a damaged file of the right size is rewritten); temporaries of runs that died
+//! are removed; and concurrent first runs never remove each other's work (a damaged folder is
+//! renamed aside before it is deleted, and losing a rename race to a complete folder is success).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -73,40 +76,81 @@ fn cache_root() -> PathBuf {
 
 fn is_complete(dir: &Path) -> bool {
     FILES.iter().all(|(name, bytes)| {
-        std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == bytes.len() as u64)
+        let path = dir.join(name);
+        std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64)
+            && std::fs::read(&path).is_ok_and(|b| b == *bytes)
     })
+}
+
+/// Whether process `pid` is still running (unknown: assume it is).
+fn alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Remove `testbed-*.tmp-PID` and `*.stale-PID` folders left by runs that died.
+fn remove_dead_temporaries(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let pid = name
+            .rsplit_once(".tmp-")
+            .or_else(|| name.rsplit_once(".stale-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != std::process::id() && !alive(p)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn materialize(dir: &Path) -> Result<()> {
     let parent = dir.parent().expect("cache folder has a parent");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = parent.join(format!(
-        "{}.tmp-{}",
-        dir.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("testbed"),
-        std::process::id()
-    ));
+    remove_dead_temporaries(parent);
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("testbed");
+    let pid = std::process::id();
+    let tmp = parent.join(format!("{name}.tmp-{pid}"));
+    let result = fill_and_publish(dir, &tmp, &parent.join(format!("{name}.stale-{pid}")));
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn fill_and_publish(dir: &Path, tmp: &Path, stale: &Path) -> Result<()> {
     for (name, bytes) in FILES {
         let path = tmp.join(name);
         let folder = path.parent().expect("file inside the model folder");
         std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
-    if dir.exists() {
-        // An incomplete folder from an older layout, or a concurrent run that just won the race.
+    for _ in 0..8 {
         if is_complete(dir) {
-            let _ = std::fs::remove_dir_all(&tmp);
             return Ok(());
         }
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    match std::fs::rename(&tmp, dir) {
-        Ok(()) => Ok(()),
-        Err(_) if is_complete(dir) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(())
+        if dir.exists() {
+            // Damaged or incomplete: move it aside (atomic), then delete the aside copy, so that
+            // a concurrent run is never left with a half-deleted folder.
+            if std::fs::rename(dir, stale).is_ok() {
+                let _ = std::fs::remove_dir_all(stale);
+            }
+            continue;
         }
-        Err(e) => Err(Error::io(dir, e)),
+        if std::fs::rename(tmp, dir).is_ok() {
+            return Ok(());
+        }
+    }
+    if is_complete(dir) {
+        Ok(())
+    } else {
+        Err(Error::io(
+            dir,
+            std::io::Error::other(
+                "could not publish the embedded model (concurrent runs kept replacing it)",
+            ),
+        ))
     }
 }
