@@ -70,6 +70,13 @@ impl Job for EvalArgs {
         for path in [&self.json, &self.plot].into_iter().flatten() {
             crate::out_paths::check_output_file(path, &[&self.prompts])?;
         }
+        if self.limit == Some(0) {
+            return Err(Error::invalid(
+                "limit",
+                0,
+                "must be >= 1 (omit it to use every question)",
+            ));
+        }
         let mut questions = read_questions(&self.prompts)?;
         if let Some(n) = self.limit {
             questions.truncate(n);

@@ -22,6 +22,9 @@ pub struct Question {
     pub question_id: serde_json::Value,
     pub category: String,
     pub turns: Vec<String>,
+    /// Line of the file it came from (1-based; 0 when not read from a file).
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// Read a `question.jsonl` file; errors name the line.
@@ -32,10 +35,11 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
         if line.trim().is_empty() {
             continue;
         }
-        let q: Question = serde_json::from_str(line).map_err(|e| Error::Format {
+        let mut q: Question = serde_json::from_str(line).map_err(|e| Error::Format {
             path: path.to_path_buf(),
             msg: format!("line {}: {e}", i + 1),
         })?;
+        q.line = i + 1;
         if q.turns.is_empty() {
             return Err(Error::Format {
                 path: path.to_path_buf(),
@@ -217,13 +221,32 @@ pub fn compare<B: Backend>(
     config: &GenerationConfig,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Comparison> {
+    // Every prompt is checked before any work, so that one bad question cannot discard the
+    // results of the others; the error names it by id and line.
+    let limit = vanilla.target().config().max_position_embeddings;
+    let prompts = questions
+        .iter()
+        .map(|q| {
+            let ids = tokenizer.encode(&q.turns[0])?;
+            if ids.is_empty() || ids.len() >= limit {
+                return Err(Error::invalid(
+                    "question",
+                    format!("{} (line {})", q.question_id, q.line),
+                    format!(
+                        "its prompt is {} tokens; it must be 1..{limit} (the model's max_position_embeddings)",
+                        ids.len()
+                    ),
+                ));
+            }
+            Ok(ids)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut results: Vec<Vec<QuestionResult>> =
         vec![Vec::with_capacity(questions.len()); drafters.len()];
-    for (i, q) in questions.iter().enumerate() {
-        let prompt = tokenizer.encode(&q.turns[0])?;
-        let v = vanilla.generate(&prompt, config, |_| {})?;
+    for (i, (q, prompt)) in questions.iter().zip(&prompts).enumerate() {
+        let v = vanilla.generate(prompt, config, |_| {})?;
         for (out, (_, engine)) in results.iter_mut().zip(drafters) {
-            let s = engine.generate(&prompt, config, |_| {})?;
+            let s = engine.generate(prompt, config, |_| {})?;
             out.push(measure(q, &v, &s));
         }
         progress(i + 1, questions.len());
