@@ -11,8 +11,10 @@ use confu_core::{write_atomic, Error, Result};
 const MARKER: &str = "confu-output.json";
 
 /// Files that hold a training run's value: its checkpoint and its exports.
-const VALUABLE: [&str; 5] = [
+const VALUABLE: [&str; 7] = [
     "checkpoint",
+    "checkpoint.old",
+    "checkpoint.tmp",
     "model.safetensors",
     "tokenizer.json",
     "config.json",

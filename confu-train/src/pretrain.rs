@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{fingerprint_of, Fingerprint};
 use crate::config_file::{check, in_range, positive, read_config, Invalid, Validate};
 pub use crate::trainer::{
     checkpoint_dir, learning_rate, train, Control, DevResult, TrainLog, TrainSettings,
@@ -161,6 +162,13 @@ impl Packed {
         self.len() == 0
     }
 
+    /// A checksum of the token stream and the sequence length (a resumed run must train on the
+    /// same data).
+    pub fn fingerprint(&self) -> String {
+        let bytes: Vec<u8> = self.tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        format!("{:016x}/{}", crate::checkpoint::fnv64(&bytes), self.seq_len)
+    }
+
     /// Sequence `i`.
     pub fn get(&self, i: usize) -> &[u32] {
         let n = self.seq_len + 1;
@@ -261,7 +269,21 @@ pub fn pretrain<B: Backend>(
             Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(flat, [idx.len(), n]), device);
         Ok(model.loss(config, batch))
     };
-    let (model, log) = train(model, settings, out, resume, device, loss, on_step)?;
+    let fingerprint = Fingerprint::from([
+        ("model".to_string(), fingerprint_of(config)),
+        ("train".to_string(), settings.fingerprint()),
+        ("data".to_string(), data.fingerprint()),
+    ]);
+    let (model, log) = train(
+        model,
+        settings,
+        &fingerprint,
+        out,
+        resume,
+        device,
+        loss,
+        on_step,
+    )?;
     Ok((model.valid(), log))
 }
 

@@ -17,7 +17,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{Error, Result, ToHost};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::checkpoint::{load_checkpoint, save_checkpoint, Fingerprint};
 use crate::config_file::{check, in_range, positive, Invalid, Validate};
 
 /// Optimisation settings.
@@ -135,20 +135,35 @@ pub enum Control {
     Stop,
 }
 
+impl TrainSettings {
+    /// The settings a resumed run must share with its checkpoint: all but how long it runs and
+    /// how often it saves and reports.
+    pub fn fingerprint(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("json");
+        for k in ["steps", "checkpoint_every", "dev_tokens"] {
+            v.as_object_mut().expect("object").remove(k);
+        }
+        crate::checkpoint::fingerprint_of(&v)
+    }
+}
+
 /// Checkpoint files inside `out/checkpoint/`.
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
-/// Train `module` (or resume it from `out/checkpoint`) for `settings.steps` steps.
+/// Train `module` (or resume it from `out/checkpoint`, which must have been made from
+/// `fingerprint`) for `settings.steps` steps.
 ///
 /// `loss(module, step)` returns the step's scalar loss (its batch chosen from the step alone);
 /// `on_step(step, loss, lr)` is called after every step and may stop the run (the checkpoint
 /// written then allows an exact resume). Returns the trained module (still on the autodiff
 /// backend; `valid()` gives its inference form) and the log.
+#[allow(clippy::too_many_arguments)]
 pub fn train<B, M>(
     module: M,
     settings: &TrainSettings,
+    fingerprint: &Fingerprint,
     out: &Path,
     resume: bool,
     device: &B::Device,
@@ -171,7 +186,7 @@ where
     let mut log = TrainLog::default();
     let mut start = 0;
     if resume {
-        let (m, o, l) = load_checkpoint::<B, _, _>(module, optim, &ckpt, device)?;
+        let (m, o, l) = load_checkpoint::<B, _, _>(module, optim, &ckpt, fingerprint, device)?;
         (module, optim, log) = (m, o, l);
         start = log.steps.last().map_or(0, |s| s.0 + 1);
     }
@@ -193,7 +208,7 @@ where
         let last = step + 1 == settings.steps;
         let stop = on_step(step, value, lr) == Control::Stop;
         if (step + 1) % settings.checkpoint_every == 0 || last || stop {
-            save_checkpoint::<B, _, _>(&module, &optim, &log, &ckpt)?;
+            save_checkpoint::<B, _, _>(&module, &optim, &log, fingerprint, &ckpt)?;
         }
         if stop {
             break;
