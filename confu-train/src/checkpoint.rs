@@ -41,6 +41,21 @@ pub fn fingerprint_of(value: &impl Serialize) -> String {
     )
 }
 
+/// A target model's fingerprint: its configuration and a checksum of every weight.
+pub fn target_fingerprint<B: Backend>(target: &confu_model::TargetModel<B>) -> String {
+    let mut h = fnv64(
+        serde_json::to_string(target.config())
+            .expect("json")
+            .as_bytes(),
+    );
+    for t in confu_model::named_values(target.weights(), "") {
+        let bytes: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        h ^= fnv64(t.name.as_bytes()).rotate_left(17) ^ fnv64(&bytes);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     log: TrainLog,

@@ -14,7 +14,7 @@ use confu_draft::{export_official, DraftConfig, Eagle3};
 use confu_model::{feature_taps, LogitRows, TargetModel};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{fingerprint_of, fnv64, Fingerprint};
+use crate::checkpoint::{fingerprint_of, target_fingerprint, Fingerprint};
 use crate::config_file::{in_range, positive, Invalid, Validate};
 use crate::eagle3::{draft_vocab_from_counts, ttt_loss, TttAttention, TttStep};
 use crate::pretrain::{batch_indices, Packed};
@@ -267,21 +267,8 @@ pub fn train_eagle3<B: Backend>(
         let batch = TttBatch::<Autodiff<B>>::new(target, &seqs, &vocab, Tensor::from_inner)?;
         Ok(batch.loss(head, &dc, &embed, eagle).0)
     };
-    // The target is fingerprinted by its shape and its embedding table (the head's inputs).
-    let embed: Vec<u8> = target
-        .embed_tokens()
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("float data")
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
     let fingerprint = Fingerprint::from([
-        (
-            "target".to_string(),
-            format!("{}/{:016x}", fingerprint_of(c), fnv64(&embed)),
-        ),
+        ("target".to_string(), target_fingerprint(target)),
         ("train".to_string(), settings.fingerprint()),
         ("eagle3".to_string(), fingerprint_of(eagle)),
         ("data".to_string(), data.fingerprint()),

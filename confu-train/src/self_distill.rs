@@ -86,7 +86,15 @@ pub fn self_distilled<B: Backend>(
 ) -> Result<Packed> {
     let seq_len = corpus.seq_len;
     settings.validate(seq_len)?;
-    let key = serde_json::to_string(&(settings, seq_len)).expect("json");
+    // The cache holds the target's own text: it is valid only for the same target, prompts
+    // and settings.
+    let key = serde_json::to_string(&(
+        settings,
+        seq_len,
+        crate::checkpoint::target_fingerprint(target),
+        corpus.fingerprint(),
+    ))
+    .expect("json");
     if let Some(p) = read_cache(cache, &key)? {
         return Ok(p);
     }
