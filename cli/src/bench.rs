@@ -30,24 +30,27 @@ pub struct DecodeArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Prompt length for the prefill measurement.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_hyphen_values = true)]
     pub prompt_len: usize,
     /// Tokens decoded per run.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_hyphen_values = true)]
     pub new_tokens: usize,
     /// Measured runs (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_hyphen_values = true)]
     pub runs: usize,
     /// Unmeasured warm-up runs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     pub warmup: usize,
     /// Compute device: cpu, wgpu[:N], cuda[:N].
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", allow_hyphen_values = true)]
     pub device: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
+
+/// Most measured (or warm-up) runs a benchmark takes: beyond it a typo runs for days.
+pub const MAX_RUNS: usize = 10_000;
 
 /// Which target a benchmark runs: a checkpoint, or random weights of a preset shape.
 #[derive(Debug, Args)]
@@ -60,7 +63,7 @@ pub struct TargetArgs {
     )]
     pub model: Option<PathBuf>,
     /// Random weights of a preset shape instead of files: tiny, small (~0.6 GB f32), large (~2 GB f32).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub synthetic: Option<String>,
 }
 
@@ -193,8 +196,19 @@ impl Job for DecodeArgs {
     type Output = ();
 
     fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
-        if self.runs == 0 {
-            return Err(Error::invalid("runs", 0, "must be >= 1"));
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            return Err(Error::invalid(
+                "runs",
+                self.runs,
+                format!("must be in 1..={MAX_RUNS}"),
+            ));
+        }
+        if self.warmup > MAX_RUNS {
+            return Err(Error::invalid(
+                "warmup",
+                self.warmup,
+                format!("must be at most {MAX_RUNS}"),
+            ));
         }
         if self.prompt_len == 0 || self.new_tokens == 0 {
             return Err(Error::invalid("prompt-len/new-tokens", 0, "must be >= 1"));

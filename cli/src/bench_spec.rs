@@ -16,7 +16,7 @@ use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
 use confu_verify::{compact_to_path, covered_nodes, score, verify_tree, Contemplator};
 
 use crate::backend::Job;
-use crate::bench::TargetArgs;
+use crate::bench::{TargetArgs, MAX_RUNS};
 
 /// Arguments of `confu bench spec`.
 #[derive(Debug, Args)]
@@ -24,22 +24,27 @@ pub struct SpecArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// EAGLE-3 head folder (random weights of the usual shape when absent).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub draft: Option<PathBuf>,
     /// Tokens in the cache before each measurement.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_hyphen_values = true)]
     pub prompt_len: usize,
     /// Tree sizes (nodes) to verify.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,16,32,64")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,16,32,64",
+        allow_negative_numbers = true
+    )]
     pub tree_sizes: Vec<usize>,
     /// Tree used for the drafting measurement: TOTAL,DEPTH,TOPK.
-    #[arg(long, default_value = "30,4,8", value_parser = crate::generate::parse_tree)]
+    #[arg(long, default_value = "30,4,8", value_parser = crate::generate::parse_tree, allow_hyphen_values = true)]
     pub tree: TreeSettings,
     /// Measured runs (median reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_hyphen_values = true)]
     pub runs: usize,
     /// Compute device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", allow_hyphen_values = true)]
     pub device: String,
 }
 
@@ -66,8 +71,15 @@ impl Job for SpecArgs {
     type Output = ();
 
     fn run<B: Backend>(self, ops: Arc<dyn Ops<B>>, device: B::Device) -> Result<()> {
-        if self.runs == 0 {
-            return Err(Error::invalid("runs", 0, "must be >= 1"));
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            return Err(Error::invalid(
+                "runs",
+                self.runs,
+                format!("must be in 1..={MAX_RUNS}"),
+            ));
+        }
+        if self.prompt_len == 0 {
+            return Err(Error::invalid("prompt-len", 0, "must be >= 1"));
         }
         let (_, target) = self.target.load(ops.clone(), &device)?;
         let head = Arc::new(match &self.draft {

@@ -21,33 +21,33 @@ use crate::generate::{resolve_model, DraftArgs};
 pub struct EvalArgs {
     /// Hugging Face checkpoint folder of the target. Default: the embedded testbed model with its
     /// EAGLE-3 head.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub model: Option<PathBuf>,
     /// Spec-Bench `question.jsonl` (question_id, category, turns).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub prompts: PathBuf,
     #[command(flatten)]
     pub draft: DraftArgs,
     /// Tokens generated per prompt.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_hyphen_values = true)]
     pub max_new_tokens: usize,
     /// Sampling temperature; 0 = greedy (and outputs are checked against vanilla).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Seed of the sampling RNG.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub seed: u64,
     /// Use only the first N questions.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub limit: Option<usize>,
     /// Also write the full report as JSON to this file.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub json: Option<PathBuf>,
     /// Draw tau per category and the histogram of accepted lengths to this PNG.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub plot: Option<PathBuf>,
     /// Compute device: cpu, wgpu[:N], cuda[:N].
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", allow_hyphen_values = true)]
     pub device: String,
 }
 

@@ -18,7 +18,7 @@ use crate::backend::Job;
 pub struct GenerateArgs {
     /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Default: the
     /// embedded testbed model, drafting with its EAGLE-3 head.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub model: Option<PathBuf>,
     /// The prompt text; `-` reads it from standard input. Text starting with `-` (a Markdown list,
     /// a diff) is taken as the prompt, not as an option.
@@ -30,28 +30,28 @@ pub struct GenerateArgs {
     )]
     pub prompt: Option<String>,
     /// Read the prompt from this file (UTF-8).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub prompt_file: Option<PathBuf>,
     /// Maximum number of tokens to generate.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_hyphen_values = true)]
     pub max_new_tokens: usize,
     /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Keep only the K most likely tokens when sampling.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub top_k: Option<usize>,
     /// Keep the smallest set of tokens whose probability reaches P when sampling.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub top_p: Option<f32>,
     /// Seed of the sampling RNG.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub seed: u64,
     /// Keep generating after an end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
     /// Compute device: cpu, wgpu[:N], cuda[:N].
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", allow_hyphen_values = true)]
     pub device: String,
     /// Print one JSON object (ids, text, timings) instead of streaming text.
     #[arg(long)]
@@ -66,14 +66,14 @@ pub struct DraftArgs {
     /// Draft folder: an EAGLE-3 head in the official layout, or a ConFu folder (the same plus
     /// `confu.json` and `confu.safetensors`, detected by `confu.json`); enables speculative
     /// decoding. `eval` takes it several times (or a comma list) to compare drafters.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub draft: Vec<PathBuf>,
     /// Drafter: confu or eagle3 (need --draft; a ConFu folder also drafts as plain EAGLE-3), or
     /// lookup (prompt n-gram lookup, no model). Default: confu for a ConFu folder, else eagle3.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, allow_hyphen_values = true)]
     pub draft_kind: Option<DraftKind>,
     /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K.
-    #[arg(long, default_value = "30,4,8", value_parser = parse_tree)]
+    #[arg(long, default_value = "30,4,8", value_parser = parse_tree, allow_hyphen_values = true)]
     pub tree: TreeSettings,
     /// Decode with the target alone, even with the embedded model (which drafts by default).
     #[arg(long, conflicts_with_all = ["draft", "draft_kind"])]

@@ -10,7 +10,7 @@ use confu_model::{ModelConfig, Tokenizer, WeightFiles};
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Hugging Face checkpoint folder.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -81,3 +81,12 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A path argument: anything but the empty string (which would silently mean "here").
+pub fn non_empty_path(s: &str) -> std::result::Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        Err("an empty path is not a path".into())
+    } else {
+        Ok(std::path::PathBuf::from(s))
+    }
+}
