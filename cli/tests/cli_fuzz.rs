@@ -1,7 +1,8 @@
-//! Fuzz-style test of the command-line surface: every value-taking flag of `generate`, `eval`,
-//! `bench` and `inspect` gets hostile values (negative, zero, huge, overflowing, non-finite,
-//! non-numeric, empty, path-like). The binary must never panic or run away (each run has a time
-//! limit), and a refusal must name the flag it was given (or, for paths, the value typed).
+//! Fuzz-style test of the command-line surface: every value-taking flag of `generate`, `eval`
+//! and `bench` gets hostile values (negative, zero, huge, overflowing, non-finite, non-numeric,
+//! empty, path-like). The binary must never panic or run away (each run has a time limit and,
+//! where `prlimit` exists, a 4 GiB memory limit), and a refusal must name the flag it was given
+//! (or, for paths, the value typed).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,17 @@ const HOSTILE: [&str; 12] = [
 
 /// Run with a time limit; returns (success, output).
 fn run(args: &[String]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confu"))
+    // Memory is bounded too: with util-linux's prlimit (Debian has it), each run gets 4 GiB of
+    // address space, and an allocation beyond it aborts the run, which fails the test.
+    let limited = std::path::Path::new("/usr/bin/prlimit").exists();
+    let mut cmd = if limited {
+        let mut c = Command::new("/usr/bin/prlimit");
+        c.args(["--as=4294967296", "--", env!("CARGO_BIN_EXE_confu")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_confu"))
+    };
+    let mut child = cmd
         .args(args)
         .env(
             "CONFU_CACHE_DIR",
