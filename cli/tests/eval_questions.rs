@@ -2,31 +2,25 @@
 //! (class 8 of the robustness issue): an over-long prompt, a malformed line, a question without turns, and
 //! `--limit 0`.
 
-use std::process::Command;
+mod common;
 
 fn eval(questions: &str, extra: &[&str]) -> (bool, String) {
-    let model = confu::reference::fixture_roots()[0].join("hf/llama3-tiny");
+    let model = common::fixture_model();
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), questions).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_confu"))
-        .args([
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompts",
-            f.path().to_str().unwrap(),
-        ])
-        .args(["--draft-kind", "lookup", "--max-new-tokens", "2"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("panicked"), "{text}");
-    (out.status.success(), text)
+    let (m, q) = (model.to_str().unwrap(), f.path().to_str().unwrap());
+    let mut args = vec![
+        "eval",
+        "--model",
+        m,
+        "--prompts",
+        q,
+        "--draft-kind",
+        "lookup",
+    ];
+    args.extend(["--max-new-tokens", "2"]);
+    args.extend(extra);
+    common::confu(&args)
 }
 
 #[test]

@@ -6,19 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-fn confu(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_confu"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("panicked"), "{args:?}: {text}");
-    (out.status.success(), text)
-}
+mod common;
+
+use common::confu;
 
 /// Every file below `dir` with its bytes.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -1,21 +1,9 @@
 //! Sizes a user types are checked before any work: values near `u64::MAX` give a clear error or
 //! saturate, never wrap around or allocate until the process dies.
 
-use std::process::Command;
+mod common;
 
-fn confu(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_confu"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("panicked"), "{args:?} panicked: {text}");
-    (out.status.success(), text)
-}
+use common::confu;
 
 #[test]
 fn huge_sizes_are_refused_or_saturate() {
