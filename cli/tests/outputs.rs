@@ -221,3 +221,40 @@ fn eval_report_paths_are_checked_before_the_work() {
         "outputs: {refused} bad report paths refused before the work; inputs and links untouched"
     );
 }
+
+#[test]
+fn self_distillation_trains_into_a_fresh_out_folder() {
+    let c = corpus();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("sd.json");
+    std::fs::write(
+        &config,
+        r#"{"train": {"seq_len": 16, "batch_size": 2, "steps": 2, "warmup_steps": 0,
+                      "checkpoint_every": 1, "dev_tokens": 32},
+            "eagle3": {"ttt_steps": 2, "draft_vocab_size": 64},
+            "self_distill": {"sequences": 4, "prompt_tokens": 4, "temperature": 0.0}}"#,
+    )
+    .unwrap();
+    let target = confu::reference::fixture_roots()[0].join("hf/llama3-tiny");
+    let out = work.path().join("fresh/draft");
+    let args = [
+        "train",
+        "eagle3",
+        "--target",
+        target.to_str().unwrap(),
+        "--corpus",
+        c.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let (ok, text) = confu(&args);
+    assert!(ok, "{text}");
+    assert!(
+        out.join("self_distill.safetensors").is_file() && out.join("model.safetensors").is_file()
+    );
+    // A rerun would replace the head and its cache: refused without --resume or --force.
+    let (ok, text) = confu(&args);
+    assert!(!ok && text.contains("--resume"), "{text}");
+}
