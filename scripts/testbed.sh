@@ -19,24 +19,27 @@ cargo build --release -p cli
 CONFU=$ROOT/target/release/confu
 
 stage() { echo; echo "== $1 ($(date -u +%H:%M:%S))"; }
+# A training stage that has not exported yet continues from its newest complete checkpoint, or
+# starts afresh (--force: the folder then holds only this stage's own unfinished work).
+continue_or_restart() {
+  if [ -d "$1/checkpoint" ] || [ -d "$1/checkpoint.old" ]; then echo --resume; else echo --force; fi
+}
 
 stage "tokenizer"
 if [ ! -f "$WORK/tok/tokenizer.json" ]; then
-  "$CONFU" train tokenizer --corpus "$CORPUS" --vocab-size 4096 --out "$WORK/tok"
+  "$CONFU" train tokenizer --corpus "$CORPUS" --vocab-size 4096 --out "$WORK/tok" --force
 fi
 
 stage "target LM"
 if [ ! -f "$WORK/target/model.safetensors" ]; then
-  resume=(); [ -d "$WORK/target/checkpoint" ] && resume=(--resume)
   "$CONFU" train lm --corpus "$CORPUS" --tokenizer "$WORK/tok" --config testbed/lm.json \
-    --out "$WORK/target" "${resume[@]}"
+    --out "$WORK/target" "$(continue_or_restart "$WORK/target")"
 fi
 
 stage "EAGLE-3 head"
 if [ ! -f "$WORK/draft/model.safetensors" ]; then
-  resume=(); [ -d "$WORK/draft/checkpoint" ] && resume=(--resume)
   "$CONFU" train eagle3 --target "$WORK/target" --corpus "$CORPUS" --config testbed/eagle3.json \
-    --out "$WORK/draft" "${resume[@]}"
+    --out "$WORK/draft" "$(continue_or_restart "$WORK/draft")"
 fi
 
 stage "evaluation on $PROMPTS"
