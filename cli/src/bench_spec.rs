@@ -113,7 +113,7 @@ impl Job for SpecArgs {
         let mut drafter = Eagle3Drafter::new(
             head.clone(),
             ops.clone(),
-            capacity + self.tree.depth * self.tree.top_k,
+            capacity + self.tree.expansion_slots(),
         );
         let next: Vec<u32> = prompt[1..].iter().copied().chain([1]).collect();
         drafter.extend(features, &next)?;

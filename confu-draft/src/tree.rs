@@ -41,6 +41,11 @@ impl TreeSettings {
         }
     }
 
+    /// Draft-cache slots one tree's expansion writes (`depth` steps of `top_k` rows).
+    pub fn expansion_slots(&self) -> usize {
+        self.depth.saturating_mul(self.top_k)
+    }
+
     /// Reject zero settings, naming them.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [

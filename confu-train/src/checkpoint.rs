@@ -28,7 +28,12 @@ pub type Fingerprint = BTreeMap<String, String>;
 
 /// FNV-1a, 64 bits: a stable checksum (the same on every platform and Rust version).
 pub fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+    fnv64_of(bytes.iter().copied())
+}
+
+/// [`fnv64`] over a byte stream (no buffer needed).
+pub fn fnv64_of(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -49,8 +54,8 @@ pub fn target_fingerprint<B: Backend>(target: &confu_model::TargetModel<B>) -> S
             .as_bytes(),
     );
     for t in confu_model::named_values(target.weights(), "") {
-        let bytes: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        h ^= fnv64(t.name.as_bytes()).rotate_left(17) ^ fnv64(&bytes);
+        let values = fnv64_of(t.values.iter().flat_map(|v| v.to_le_bytes()));
+        h ^= fnv64(t.name.as_bytes()).rotate_left(17) ^ values;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")

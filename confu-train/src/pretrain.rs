@@ -165,8 +165,12 @@ impl Packed {
     /// A checksum of the token stream and the sequence length (a resumed run must train on the
     /// same data).
     pub fn fingerprint(&self) -> String {
-        let bytes: Vec<u8> = self.tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
-        format!("{:016x}/{}", crate::checkpoint::fnv64(&bytes), self.seq_len)
+        let tokens = self.tokens.iter().flat_map(|t| t.to_le_bytes());
+        format!(
+            "{:016x}/{}",
+            crate::checkpoint::fnv64_of(tokens),
+            self.seq_len
+        )
     }
 
     /// Sequence `i`.

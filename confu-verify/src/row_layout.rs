@@ -52,17 +52,6 @@ impl RowLayout {
     pub fn rows(&self) -> usize {
         self.kinds.len()
     }
-
-    /// The tokens of the node rows, in row order (extra rows are fed as embeddings).
-    pub fn node_tokens(&self, tree: &DraftTree) -> Vec<u32> {
-        self.kinds
-            .iter()
-            .filter_map(|k| match k {
-                RowKind::Node(i) => Some(tree.tokens[*i]),
-                RowKind::Extra(_) => None,
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -79,7 +68,6 @@ mod tests {
         let l = RowLayout::tree(2, 10, &tree).unwrap();
         assert_eq!(l.positions, vec![10, 11, 11, 12]);
         assert_eq!(l.rows(), 4);
-        assert_eq!(l.node_tokens(&tree), vec![5, 7, 8, 9]);
         // Node 3 sees the prefix (not the reserved region), the root, node 1 and itself.
         let row: Vec<bool> = (0..16).map(|c| l.visibility.get(3, c)).collect();
         let want: Vec<bool> = "0011111111111101".chars().map(|c| c == '1').collect();

@@ -103,10 +103,6 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         2 * self.tree.total_tokens
     }
 
-    fn draft_capacity(&self) -> usize {
-        self.tree.depth * self.tree.top_k
-    }
-
     fn taps(&self, target: &ModelConfig) -> Vec<Tap> {
         // The draft's features, then — when `f` is formed from other layers — `f`'s taps.
         let mut taps = feature_taps(target.num_hidden_layers);
@@ -121,7 +117,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
     }
 
     fn reset(&mut self, capacity: usize) {
-        let capacity = capacity + self.draft_capacity();
+        let capacity = capacity.saturating_add(self.tree.expansion_slots());
         let head = self.confu.head.clone();
         self.state = Some(Eagle3Drafter::with_future_slot(
             head,

@@ -56,11 +56,6 @@ pub trait Drafter<B: Backend> {
         1
     }
 
-    /// Extra cache slots the drafter's own state needs beyond the target's.
-    fn draft_capacity(&self) -> usize {
-        0
-    }
-
     /// The target taps it needs from every scored row (`[]` for none).
     fn taps(&self, target: &ModelConfig) -> Vec<Tap> {
         let _ = target;
@@ -175,16 +170,12 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
         self.tree.total_tokens
     }
 
-    fn draft_capacity(&self) -> usize {
-        self.tree.depth * self.tree.top_k
-    }
-
     fn taps(&self, target: &ModelConfig) -> Vec<Tap> {
         feature_taps(target.num_hidden_layers)
     }
 
     fn reset(&mut self, capacity: usize) {
-        let capacity = capacity + self.draft_capacity();
+        let capacity = capacity.saturating_add(self.tree.expansion_slots());
         self.state = Some(Eagle3Drafter::new(
             self.head.clone(),
             self.ops.clone(),

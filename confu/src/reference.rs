@@ -111,6 +111,15 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, RefTensor>> {
     Ok(out)
 }
 
+/// The fixture folders of `kind` (`eagle3`, `confu`, …) that describe a case (`meta.json`), in
+/// every fixture root.
+pub fn fixture_folders(kind: &str) -> Vec<PathBuf> {
+    fixture_dirs(kind)
+        .into_iter()
+        .filter(|d| d.join("meta.json").exists())
+        .collect()
+}
+
 /// The target and draft folders a fixture folder's `meta.json` names (`target`, `draft`, paths
 /// relative to the fixture folder).
 pub fn fixture_models(dir: &Path) -> Result<(PathBuf, PathBuf)> {

@@ -9,9 +9,9 @@ use confu::ConfuHead;
 use confu_model::TargetModel;
 
 fn fixture() -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = fixture_dirs("confu")
+    let dir = confu::reference::fixture_folders("confu")
         .into_iter()
-        .find(|d| d.join("meta.json").exists())
+        .next()
         .expect("a confu fixture");
     fixture_models(&dir).unwrap()
 }

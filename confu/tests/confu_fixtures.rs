@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::tensor::{Tensor, TensorData};
-use confu::reference::{fixture_dirs, fixture_models, read_tensors, rel_l2, RefTensor};
+use confu::reference::{fixture_folders, fixture_models, read_tensors, rel_l2, RefTensor};
 use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
 use confu_core::{DraftTree, KvCache, ToHost, Visibility};
 use confu_draft::{Eagle3Drafter, TreeSettings};
@@ -28,10 +28,7 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dirs: Vec<PathBuf> = fixture_dirs("confu")
-        .into_iter()
-        .filter(|d| d.join("meta.json").exists())
-        .collect();
+    let dirs = fixture_folders("confu");
     assert!(!dirs.is_empty(), "no confu fixtures found");
     dirs.into_iter()
         .map(|dir| {

@@ -18,9 +18,9 @@ use confu_moe::{
 };
 
 fn fixture_confu(target: &TargetModel<Cpu>) -> Option<ConfuHead<Cpu>> {
-    let dir = fixture_dirs("confu")
+    let dir = confu::reference::fixture_folders("confu")
         .into_iter()
-        .find(|d| d.join("meta.json").exists())?;
+        .next()?;
     ConfuHead::load(&fixture_models(&dir).ok()?.1, target).ok()
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::tensor::{Tensor, TensorData};
-use confu::reference::{fixture_dirs, fixture_models, read_tensors, rel_l2, RefTensor};
+use confu::reference::{fixture_folders, fixture_models, read_tensors, rel_l2, RefTensor};
 use confu::{DraftMode, Engine, GenerationConfig};
 use confu_core::DraftTree;
 use confu_draft::{build_tree, Eagle3Drafter, Eagle3Head, TreeSettings};
@@ -24,10 +24,7 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dirs: Vec<PathBuf> = fixture_dirs("eagle3")
-        .into_iter()
-        .filter(|d| d.join("meta.json").exists())
-        .collect();
+    let dirs = fixture_folders("eagle3");
     assert!(!dirs.is_empty(), "no eagle3 fixtures found");
     dirs.into_iter()
         .map(|dir| {

@@ -9,12 +9,11 @@ use confu_core::SamplingParams;
 use confu_model::{LogitRows, TargetModel};
 
 pub fn draft_dir() -> std::path::PathBuf {
-    let eagle = fixture_dirs("eagle3");
-    let dir = eagle
-        .iter()
-        .find(|d| d.join("meta.json").exists())
+    let dir = confu::reference::fixture_folders("eagle3")
+        .into_iter()
+        .next()
         .expect("an eagle3 fixture");
-    confu::reference::fixture_models(dir).unwrap().1
+    confu::reference::fixture_models(&dir).unwrap().1
 }
 
 pub fn prompts(vocab: u32) -> Vec<Vec<u32>> {
