@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Rebuild the testbed from the corpus: tokenizer -> target LM -> EAGLE-3 head -> evaluation, then
-# copy the result into models/testbed/ (the embedded default model of the `confu` binary).
+# Rebuild the testbed from the corpus: tokenizer -> target LM -> EAGLE-3 head -> evaluation ->
+# ConFu ablation (base head, EAGLE-3 control, three ConFu variants, evaluation), then copy the
+# result into models/testbed/ (the embedded default model of the `confu` binary).
 #
 #   bash scripts/testbed.sh [WORK_DIR]        (default WORK_DIR: target/testbed)
 #
 # Every stage resumes: a finished stage is skipped, a killed training run continues from its last
-# checkpoint. About 1.5-2 hours on 2 CPU cores; see docs/testbed.md for what each stage produces.
-# Settings: testbed/lm.json, testbed/eagle3.json. CORPUS overrides ../shared/corpus.
+# checkpoint. The target and first head take about 2 hours on 2 CPU cores, the ConFu ablation
+# (docs/confu.md) about 6 more; see docs/testbed.md for what each stage produces.
+# Settings: testbed/lm.json, testbed/eagle3.json, testbed/ablation/*.json. CORPUS overrides
+# ../shared/corpus; BASE_CHUNKS (default 2) sets how long the ablation's base head trains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,11 +56,55 @@ for temp in 0 1; do
   done
 done
 
+stage "ablation: the EAGLE-3 base, continued until its dev loss flattens"
+# BASE_CHUNKS chunks of testbed/ablation/base.json, each continuing the previous head with a new
+# seed (new batches); docs/confu.md shows the dev loss per chunk.
+A=$WORK/ablation
+mkdir -p "$A"
+prev=$WORK/draft
+for k in $(seq 1 "${BASE_CHUNKS:-2}"); do
+  out=$A/base-$k
+  if [ ! -f "$out/model.safetensors" ]; then
+    "$CONFU" train eagle3 --target "$WORK/target" --corpus "$CORPUS" --init "$prev" --seed "$k" \
+      --config testbed/ablation/base.json --out "$out" "$(continue_or_restart "$out")"
+  fi
+  prev=$out
+done
+BASE=$prev
+
+stage "ablation: the same extra steps and data from the base"
+if [ ! -f "$A/control/model.safetensors" ]; then
+  "$CONFU" train eagle3 --target "$WORK/target" --corpus "$CORPUS" --init "$BASE" \
+    --config testbed/ablation/control.json --out "$A/control" "$(continue_or_restart "$A/control")"
+fi
+VARIANTS="confu-static confu-static-rep confu-full"
+for v in $VARIANTS; do
+  if [ ! -f "$A/$v/confu.safetensors" ]; then
+    "$CONFU" train confu --target "$WORK/target" --corpus "$CORPUS" --init "$BASE" \
+      --config "testbed/ablation/$v.json" --out "$A/$v" "$(continue_or_restart "$A/$v")"
+  fi
+done
+
+stage "ablation: one confu eval per setting, every variant against the control"
+drafts=(--draft "$A/control")
+for v in $VARIANTS; do drafts+=(--draft "$A/$v"); done
+for temp in 0 0.7 1; do
+  for tree in 30,5,8 60,5,10 4,3,1; do
+    name="ablation-t$temp-${tree//,/-}"
+    [ -f "$A/$name.json" ] && continue
+    "$CONFU" eval --model "$WORK/target" "${drafts[@]}" --prompts "$PROMPTS" \
+      --temperature "$temp" --tree "$tree" --max-new-tokens 128 \
+      --json "$A/$name.json" --plot "$A/$name.png" | tee "$A/$name.txt"
+  done
+done
+
 stage "embedding into models/testbed"
-mkdir -p models/testbed/target models/testbed/draft
+mkdir -p models/testbed/target models/testbed/draft models/testbed/confu
 cp "$WORK"/target/{config.json,model.safetensors,tokenizer.json} models/testbed/target/
-cp "$WORK"/draft/{config.json,model.safetensors} models/testbed/draft/
+cp "$A"/control/{config.json,model.safetensors} models/testbed/draft/
+cp "$A"/confu-full/{config.json,model.safetensors,confu.json,confu.safetensors} models/testbed/confu/
 cp "$WORK"/target/log.json models/testbed/target-log.json
-cp "$WORK"/draft/log.json models/testbed/draft-log.json
+cp "$A"/control/log.json models/testbed/draft-log.json
+cp "$A"/confu-full/log.json models/testbed/confu-log.json
 du -sh models/testbed
 echo "done; rebuild the CLI (cargo build --release -p cli) to embed the new model"

@@ -10,6 +10,7 @@ use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
 use confu_core::{Error, Ops, Result, SamplingParams};
 use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{TargetModel, TextStream, Tokenizer};
+use confu_moe::ContemplateNodes;
 
 use crate::backend::Job;
 
@@ -75,9 +76,17 @@ pub struct DraftArgs {
     /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K.
     #[arg(long, default_value = "30,4,8", value_parser = parse_tree, allow_hyphen_values = true)]
     pub tree: TreeSettings,
+    /// ConFu: which tree nodes get a `[con]` row, `all` or `top:M` (the root and the M
+    /// best-scoring nodes); overrides the folder's confu.json.
+    #[arg(long, value_parser = parse_contemplate_nodes, allow_hyphen_values = true)]
+    pub contemplate_nodes: Option<ContemplateNodes>,
     /// Decode with the target alone, even with the embedded model (which drafts by default).
     #[arg(long, conflicts_with_all = ["draft", "draft_kind"])]
     pub vanilla: bool,
+}
+
+fn parse_contemplate_nodes(s: &str) -> std::result::Result<ContemplateNodes, String> {
+    ContemplateNodes::parse(s).ok_or_else(|| format!("`{s}` is neither `all` nor `top:M`"))
 }
 
 /// The target folder to load, and the drafting arguments: those given, or the embedded testbed
@@ -191,10 +200,16 @@ impl DraftArgs {
                     ),
                 ))
             }
-            DraftKind::Confu => DraftMode::Confu {
-                confu: ConfuHead::load(dir, target)?,
-                tree: self.tree,
-            },
+            DraftKind::Confu => {
+                let confu = ConfuHead::load(dir, target)?;
+                DraftMode::Confu {
+                    confu: match self.contemplate_nodes {
+                        Some(nodes) => confu.with_contemplate_nodes(nodes),
+                        None => confu,
+                    },
+                    tree: self.tree,
+                }
+            }
             DraftKind::Eagle3 => DraftMode::Eagle3 {
                 head: Arc::new(Eagle3Head::load(dir, target)?),
                 tree: self.tree,

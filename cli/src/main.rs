@@ -12,7 +12,9 @@ mod inspect;
 mod out_paths;
 mod output;
 mod plot;
+mod progress;
 mod train;
+mod train_head;
 
 use std::process::ExitCode;
 

@@ -32,7 +32,7 @@ fn refuse(path: &Path, msg: impl Into<String>) -> Error {
     Error::io(path, std::io::Error::other(msg.into()))
 }
 
-/// Claim `out` for a training run of `kind` (`tokenizer`, `lm`, `eagle3`) reading `inputs`.
+/// Claim `out` for a training run of `kind` (`tokenizer`, `lm`, `eagle3`, `confu`) reading `inputs`.
 pub fn claim_output_dir(
     out: &Path,
     kind: &str,

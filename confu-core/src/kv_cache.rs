@@ -170,9 +170,31 @@ impl<B: Backend> DenseKvCache<B> {
     /// Fill the reserved region with `entries` (one `(k, v)` per layer, as
     /// [`Self::reserved_entries`] returns them).
     pub fn install_reserved(&mut self, entries: &[(Tensor<B, 3>, Tensor<B, 3>)]) -> Result<()> {
+        self.put(Region::Reserved, entries)
+    }
+
+    /// The filled main region of every layer, `(k, v)` each `[kv_heads, len, head_dim]`.
+    pub fn main_entries(&self) -> Vec<(Tensor<B, 3>, Tensor<B, 3>)> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let [h, _, d] = l.k.dims();
+                let r = [0..h, self.reserved..self.reserved + self.len, 0..d];
+                (l.k.clone().slice(r.clone()), l.v.clone().slice(r))
+            })
+            .collect()
+    }
+
+    /// Append computed entries (one `(k, v)` per layer, as [`Self::main_entries`] returns them)
+    /// to the main region: ConFu training attends over real rows another pass computed.
+    pub fn append_entries(&mut self, entries: &[(Tensor<B, 3>, Tensor<B, 3>)]) -> Result<()> {
+        self.put(Region::Main, entries)
+    }
+
+    fn put(&mut self, region: Region, entries: &[(Tensor<B, 3>, Tensor<B, 3>)]) -> Result<()> {
         if entries.len() != self.layers.len() {
             return Err(Error::shape(
-                "reserved entries",
+                "cache entries",
                 format!(
                     "{} layers for a {}-layer cache",
                     entries.len(),
@@ -181,11 +203,11 @@ impl<B: Backend> DenseKvCache<B> {
             ));
         }
         let rows = entries.first().map_or(0, |(k, _)| k.dims()[1]);
-        self.check_room(Region::Reserved, rows)?;
+        self.check_room(region, rows)?;
         for (layer, (k, v)) in entries.iter().enumerate() {
-            self.write_and_view(layer, Region::Reserved, k.clone(), v.clone());
+            self.write_and_view(layer, region, k.clone(), v.clone());
         }
-        self.commit(Region::Reserved, rows);
+        self.commit(region, rows);
         Ok(())
     }
 
@@ -318,5 +340,20 @@ mod tests {
         assert_eq!(all, [7., 8., 1.]);
         assert!(c.check_room(Region::Reserved, 3).is_err());
         assert!(c.check_room(Region::Main, 5).is_err());
+    }
+
+    #[test]
+    fn entries_move_between_caches_after_the_reserved_region() {
+        let mut a = DenseKvCache::<B>::new(1, 1, 1, 0, 4, &Default::default());
+        a.write_and_view(0, Region::Main, rows(&[1., 2., 3.]), rows(&[4., 5., 6.]));
+        a.commit(Region::Main, 3);
+        let mut b = DenseKvCache::<B>::new(1, 1, 1, 2, 3, &Default::default());
+        b.install_reserved(&[(rows(&[7., 8.]), rows(&[0.; 2]))])
+            .unwrap();
+        b.append_entries(&a.main_entries()).unwrap();
+        assert_eq!(b.len(), 3);
+        assert_eq!(main_region(&mut b), [1., 2., 3.]);
+        assert!(b.append_entries(&a.main_entries()).is_err(), "no room");
+        assert!(b.append_entries(&[]).is_err(), "layer count");
     }
 }

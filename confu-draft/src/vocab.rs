@@ -48,4 +48,22 @@ impl DraftVocab {
     pub fn is_empty(&self) -> bool {
         self.to_target.is_empty()
     }
+
+    /// The official `d2t` offsets (target id minus draft id) and the `t2d` mask over a target
+    /// vocabulary of `target_vocab` ids: what an exported checkpoint stores.
+    pub fn offsets_and_mask(&self, target_vocab: usize) -> (Vec<i64>, Vec<bool>) {
+        let mut t2d = vec![false; target_vocab];
+        let d2t = self
+            .to_target
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                if let Some(m) = t2d.get_mut(t as usize) {
+                    *m = true;
+                }
+                t as i64 - i as i64
+            })
+            .collect();
+        (d2t, t2d)
+    }
 }

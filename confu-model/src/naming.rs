@@ -28,6 +28,39 @@ impl TensorValues for &WeightFiles {
     }
 }
 
+/// The values of another module's parameters, by name: how a module moves between backends
+/// (the frozen target from decoding onto the autodiff backend, a loaded head into training).
+pub struct Copied(std::collections::HashMap<String, NamedValues>);
+
+impl Copied {
+    /// Host copies of every parameter of `module`.
+    pub fn of<B: Backend, M: Module<B>>(module: &M) -> Self {
+        Self(
+            named_values(module, "")
+                .into_iter()
+                .map(|v| (v.name.clone(), v))
+                .collect(),
+        )
+    }
+}
+
+impl TensorValues for Copied {
+    fn values(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self.0.remove(name) {
+            Some(v) if v.shape == shape => Ok(v.values),
+            Some(v) => Err(Error::shape(
+                "copied parameter",
+                format!("{name} is {:?}, expected {shape:?}", v.shape),
+            )),
+            None => Err(Error::invalid(
+                "copied parameter",
+                name.to_string(),
+                "the source module has no such parameter",
+            )),
+        }
+    }
+}
+
 /// Seeded N(0, std²) for weight matrices, ones for norm weights, zeros for biases: how trainable
 /// models start. Values are drawn in walk order (field order) from one stream, so a seed gives the
 /// same model everywhere.

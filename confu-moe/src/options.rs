@@ -163,6 +163,22 @@ impl ConfuOptions {
         Ok(())
     }
 
+    /// Position of a `[con]` row attached to a row at `position`.
+    pub fn con_position(&self, position: usize) -> usize {
+        match self.con_position {
+            ConPosition::NodePlusOne => position + 1,
+            ConPosition::Node => position,
+        }
+    }
+
+    /// The target taps that form `f` at a `[con]` row.
+    pub fn future_taps(&self, num_layers: usize) -> Vec<confu_model::Tap> {
+        match self.future_layers {
+            FutureLayers::Eagle3Taps => confu_model::feature_taps(num_layers),
+            FutureLayers::LastLayer => vec![confu_model::Tap::LayerInput(num_layers)],
+        }
+    }
+
     /// The options as `confu.json` text.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("json")

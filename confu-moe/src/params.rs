@@ -7,9 +7,11 @@ use std::path::Path;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::Result;
-use confu_model::naming::{fill, SeededUniform, TensorValues};
+use confu_model::naming::{fill, named_values, normal_values, SeededUniform, TensorValues};
 use confu_model::param::lazy;
-use confu_model::WeightFiles;
+use confu_model::{write_safetensors, NamedTensor, WeightFiles};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::options::ConfuOptions;
 use crate::router::Moe;
@@ -63,5 +65,60 @@ impl<B: Backend> ConfuParams<B> {
     pub fn random(o: &ConfuOptions, dims: ConfuDims, seed: u64, device: &B::Device) -> Self {
         Self::from_values(o, dims, &mut SeededUniform::new(seed), device)
             .expect("seeded values never fail")
+    }
+
+    /// Where training starts: soft-prompt rows and expert embeddings are the target's embeddings
+    /// of seeded random tokens (so they start at the scale real inputs have), routers N(0, 0.02²)
+    /// (near-uniform routing). `embed` is the target's table, row-major `[vocab, d]`.
+    pub fn init_for_training(
+        o: &ConfuOptions,
+        dims: ConfuDims,
+        embed: &[f32],
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let mut init = FromTokenEmbeddings {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            embed,
+            width: dims.target_hidden,
+        };
+        Self::from_values(o, dims, &mut init, device)
+    }
+
+    /// Write `dir/confu.safetensors` and `dir/confu.json` (each atomically): with the official
+    /// EAGLE-3 files beside them, a ConFu draft folder.
+    pub fn save(&self, o: &ConfuOptions, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| confu_core::Error::io(dir, e))?;
+        let tensors: Vec<NamedTensor> =
+            named_values(self, "").into_iter().map(Into::into).collect();
+        write_safetensors(&dir.join("confu.safetensors"), &tensors, None)?;
+        confu_core::write_atomic(&dir.join("confu.json"), o.to_json().as_bytes())
+    }
+}
+
+/// Training initialisation, see [`ConfuParams::init_for_training`].
+struct FromTokenEmbeddings<'a> {
+    rng: ChaCha8Rng,
+    embed: &'a [f32],
+    width: usize,
+}
+
+impl TensorValues for FromTokenEmbeddings<'_> {
+    fn values(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let n: usize = shape.iter().product();
+        let vocab = self.embed.len() / self.width.max(1);
+        let rows_of_embeddings = !name.ends_with("router.weight")
+            && shape.len() == 2
+            && shape[1] == self.width
+            && vocab > 0;
+        if !rows_of_embeddings {
+            return Ok(normal_values(&mut self.rng, n, 0.02));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..shape[0] {
+            let t = self.rng.random_range(0..vocab);
+            out.extend_from_slice(&self.embed[t * self.width..(t + 1) * self.width]);
+        }
+        Ok(out)
     }
 }

@@ -48,12 +48,16 @@ pub fn fingerprint_of(value: &impl Serialize) -> String {
 
 /// A target model's fingerprint: its configuration and a checksum of every weight.
 pub fn target_fingerprint<B: Backend>(target: &confu_model::TargetModel<B>) -> String {
-    let mut h = fnv64(
-        serde_json::to_string(target.config())
-            .expect("json")
-            .as_bytes(),
-    );
-    for t in confu_model::named_values(target.weights(), "") {
+    module_fingerprint(target.config(), target.weights())
+}
+
+/// A hash of a module's shape description and every parameter's name and values.
+pub fn module_fingerprint<B: Backend, M: burn::module::Module<B>>(
+    config: &impl Serialize,
+    module: &M,
+) -> String {
+    let mut h = fnv64(serde_json::to_string(config).expect("json").as_bytes());
+    for t in confu_model::named_values(module, "") {
         let values = fnv64_of(t.values.iter().flat_map(|v| v.to_le_bytes()));
         h ^= fnv64(t.name.as_bytes()).rotate_left(17) ^ values;
         h = h.wrapping_mul(0x0100_0000_01b3);

@@ -6,11 +6,12 @@
 //! The token embedding is the frozen target's and is passed in, never trained or stored.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
-use confu_core::{Ops, PortableOps, ToHost};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use confu_core::{PortableOps, ToHost};
 use confu_draft::{DraftConfig, DraftOutput, Eagle3};
-use confu_model::keys::{batch_to_rows, rows_to_batch, Qkv};
-use confu_model::{AttentionKeys, RopeRows};
+use confu_model::RopeRows;
+
+pub use crate::ttt_attention::{FutureSlots, KeyValues, TttAttention, TttKeys};
 
 /// One unrolled step's statistics: masked mean soft cross-entropy, the fraction of positions
 /// where the draft's argmax equals the target's, and how many positions were scored.
@@ -19,6 +20,38 @@ pub struct TttStep {
     pub loss: f64,
     pub top1: f64,
     pub count: usize,
+}
+
+/// Count-weighted sums of unrolled steps' statistics over many batches.
+#[derive(Clone, Debug, Default)]
+pub struct StepTotals(Vec<(f64, f64, usize)>);
+
+impl StepTotals {
+    pub fn add(&mut self, steps: &[TttStep]) {
+        if self.0.len() < steps.len() {
+            self.0.resize(steps.len(), (0.0, 0.0, 0));
+        }
+        for (acc, s) in self.0.iter_mut().zip(steps) {
+            acc.0 += s.loss * s.count as f64;
+            acc.1 += s.top1 * s.count as f64;
+            acc.2 += s.count;
+        }
+    }
+
+    /// Each step's mean loss and top-1 agreement over everything added.
+    pub fn means(&self) -> Vec<TttStep> {
+        self.0
+            .iter()
+            .map(|&(l, a, n)| {
+                let m = n.max(1) as f64;
+                TttStep {
+                    loss: l / m,
+                    top1: a / m,
+                    count: n,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Choose the draft vocabulary: the `size` most frequent target ids (ties: smaller id first),
@@ -39,134 +72,6 @@ pub fn draft_vocab_from_counts(counts: &[u64], size: usize) -> (Vec<i64>, Vec<bo
         .map(|(i, &id)| id as i64 - i as i64)
         .collect();
     (d2t, t2d)
-}
-
-/// One unrolled step's keys and values `[b, heads, t, head_dim]`.
-pub type KeyValues<B> = (Tensor<B, 4>, Tensor<B, 4>);
-
-/// How the training-time-test attention is computed: the efficient form (step-0 keys causally plus
-/// one diagonal score per later step), or the naive reference (all steps' keys concatenated with an
-/// explicit mask) that tests check the efficient form against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TttAttention {
-    Efficient,
-    Naive,
-}
-
-impl TttAttention {
-    /// `q: [b, h, t, d]`; `k`, `v` of this step; `earlier`: keys/values of steps 0..k-1.
-    fn apply<B: Backend>(
-        &self,
-        q: Tensor<B, 4>,
-        k: &Tensor<B, 4>,
-        v: &Tensor<B, 4>,
-        earlier: &[KeyValues<B>],
-        scale: f64,
-    ) -> Tensor<B, 4> {
-        let [b, h, t, _] = q.dims();
-        let device = q.device();
-        // Step 0's keys are `earlier[0]` (or this step's own keys at step 0); later steps add one
-        // key per position: their own position only.
-        let all: Vec<KeyValues<B>> = earlier
-            .iter()
-            .cloned()
-            .chain([(k.clone(), v.clone())])
-            .collect();
-        match self {
-            TttAttention::Efficient => {
-                let (k0, v0) = &all[0];
-                let mut scores = vec![q
-                    .clone()
-                    .matmul(k0.clone().swap_dims(2, 3))
-                    .mul_scalar(scale)
-                    .mask_fill(causal_hidden::<B>(b, h, t, &device), f32::NEG_INFINITY)];
-                for (ki, _) in &all[1..] {
-                    scores.push((q.clone() * ki.clone()).sum_dim(3).mul_scalar(scale));
-                }
-                let p = softmax(Tensor::cat(scores, 3), 3);
-                let mut out = p.clone().slice([0..b, 0..h, 0..t, 0..t]).matmul(v0.clone());
-                for (i, (_, vi)) in all[1..].iter().enumerate() {
-                    out = out + p.clone().slice([0..b, 0..h, 0..t, t + i..t + i + 1]) * vi.clone();
-                }
-                out
-            }
-            TttAttention::Naive => {
-                let n = all.len();
-                let keys = Tensor::cat(all.iter().map(|(k, _)| k.clone()).collect(), 2);
-                let values = Tensor::cat(all.iter().map(|(_, v)| v.clone()).collect(), 2);
-                let mut hidden = vec![true; t * n * t];
-                for j in 0..t {
-                    for s in 0..n {
-                        for j2 in 0..t {
-                            let visible = if s == 0 { j2 <= j } else { j2 == j };
-                            hidden[j * n * t + s * t + j2] = !visible;
-                        }
-                    }
-                }
-                let mask =
-                    Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, n * t]), &device)
-                        .unsqueeze::<4>()
-                        .expand([b, h, t, n * t]);
-                let scores = q
-                    .matmul(keys.swap_dims(2, 3))
-                    .mul_scalar(scale)
-                    .mask_fill(mask, f32::NEG_INFINITY);
-                softmax(scores, 3).matmul(values)
-            }
-        }
-    }
-}
-
-/// `[b, h, t, t]`, true where a query may not attend (a later position).
-fn causal_hidden<B: Backend>(
-    b: usize,
-    h: usize,
-    t: usize,
-    device: &B::Device,
-) -> Tensor<B, 4, Bool> {
-    let hidden: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
-    Tensor::<B, 2, Bool>::from_data(TensorData::new(hidden, [t, t]), device)
-        .unsqueeze::<4>()
-        .expand([b, h, t, t])
-}
-
-/// What the head attends over in the training-time test: every earlier unrolled step's keys
-/// and values (widened to the query heads), to which each step adds its own.
-pub struct TttKeys<B: Backend> {
-    pub batch: usize,
-    pub mode: TttAttention,
-    pub steps: Vec<KeyValues<B>>,
-}
-
-impl<B: Backend> TttKeys<B> {
-    pub fn new(batch: usize, mode: TttAttention) -> Self {
-        Self {
-            batch,
-            mode,
-            steps: Vec::new(),
-        }
-    }
-}
-
-impl<B: Backend> AttentionKeys<B> for TttKeys<B> {
-    fn attend(&mut self, _layer: usize, qkv: Qkv<B>, _ops: &dyn Ops<B>) -> Tensor<B, 3> {
-        let (b, Qkv { q, k, v, scale }) = (self.batch, qkv);
-        let (heads, kv_heads) = (q.dims()[1], k.dims()[1]);
-        let group = heads / kv_heads;
-        let widen = |z: Tensor<B, 3>| {
-            let z = rows_to_batch(z, b);
-            let [b, kvh, t, hd] = z.dims();
-            z.unsqueeze_dim::<5>(2)
-                .expand([b, kvh, group, t, hd])
-                .reshape([b, kvh * group, t, hd])
-        };
-        let (k, v) = (widen(k), widen(v));
-        let out = self
-            .mode
-            .apply(rows_to_batch(q, b), &k, &v, &self.steps, scale);
-        self.steps.push((k, v));
-        batch_to_rows(out)
-    }
 }
 
 /// One unrolled step over `[b, t]` rows: fused (or fed-back) states `hidden: [b, t, d]` paired
@@ -190,7 +95,7 @@ fn step<B: Backend>(
 }
 
 /// `fc` over taps `[b, t, 3d]`.
-fn fuse<B: Backend>(net: &Eagle3<B>, taps: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn fuse<B: Backend>(net: &Eagle3<B>, taps: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, t, w] = taps.dims();
     let g = net.fuse(taps.reshape([b * t, w]), &PortableOps);
     let d = g.dims()[1];
@@ -215,7 +120,7 @@ pub fn causal_pass<B: Backend>(
         embed,
         g,
         next,
-        &mut TttKeys::new(b, TttAttention::Efficient),
+        &mut TttKeys::new(b, TttAttention::Efficient, None),
     )
 }
 
@@ -240,65 +145,116 @@ pub fn ttt_loss<B: Backend>(
     decay: f64,
     attn: TttAttention,
 ) -> (Tensor<B, 1>, Vec<TttStep>) {
-    let [b, t, _] = taps.dims();
-    let device = taps.device();
-    let vd = c.draft_vocab_size;
-    let mut hidden = fuse(net, taps);
-    let mut keys = TttKeys::new(b, attn);
-    let mut total: Option<Tensor<B, 1>> = None;
-    let mut per_step = Vec::new();
-    for k in 0..steps {
-        // Token j+1+k (0 where it does not exist) and the loss mask.
-        let mut toks = Vec::with_capacity(b * t);
-        let mut mask = Vec::with_capacity(b * t);
-        for (seq, ok) in ids.iter().zip(valid) {
-            for j in 0..t {
-                let p = j + 1 + k;
-                toks.push(seq.get(p).map_or(0, |&x| x as i64));
-                mask.push((p < seq.len() && ok[p]) as i32 as f32);
+    let fused = fuse(net, taps);
+    let loss = TttLoss {
+        c,
+        embed,
+        ids,
+        valid,
+        steps,
+        decay,
+        attn,
+    };
+    loss.compute(net, fused, target, None)
+}
+
+/// The training-time-test loss's fixed inputs (see [`ttt_loss`]); ConFu adds future slots.
+pub struct TttLoss<'a, B: Backend> {
+    pub c: &'a DraftConfig,
+    pub embed: &'a Tensor<B, 2>,
+    pub ids: &'a [Vec<u32>],
+    pub valid: &'a [Vec<bool>],
+    pub steps: usize,
+    pub decay: f64,
+    pub attn: TttAttention,
+}
+
+impl<B: Backend> TttLoss<'_, B> {
+    /// The loss from fused step-0 states `hidden: [b, t, d]`. With `slots`, every step's rows
+    /// also see their anchor's future slot, and rows that see none are left out of the loss.
+    pub fn compute(
+        &self,
+        net: &Eagle3<B>,
+        hidden: Tensor<B, 3>,
+        target: Tensor<B, 3>,
+        slots: Option<FutureSlots<B>>,
+    ) -> (Tensor<B, 1>, Vec<TttStep>) {
+        let TttLoss {
+            c,
+            embed,
+            ids,
+            valid,
+            steps,
+            decay,
+            attn,
+        } = *self;
+        let [b, t, _] = hidden.dims();
+        let device = hidden.device();
+        let vd = c.draft_vocab_size;
+        let mut hidden = hidden;
+        let covers: Vec<Vec<bool>> = (0..b)
+            .map(|s| {
+                (0..t)
+                    .map(|j| slots.as_ref().is_none_or(|sl| sl.covers(s, j)))
+                    .collect()
+            })
+            .collect();
+        let mut keys = TttKeys::new(b, attn, slots);
+        let mut total: Option<Tensor<B, 1>> = None;
+        let mut per_step = Vec::new();
+        for k in 0..steps {
+            // Token j+1+k (0 where it does not exist) and the loss mask.
+            let mut toks = Vec::with_capacity(b * t);
+            let mut mask = Vec::with_capacity(b * t);
+            for ((seq, ok), cov) in ids.iter().zip(valid).zip(&covers) {
+                for (j, &covered) in cov.iter().enumerate() {
+                    let p = j + 1 + k;
+                    toks.push(seq.get(p).map_or(0, |&x| x as i64));
+                    mask.push((p < seq.len() && ok[p] && covered) as i32 as f32);
+                }
             }
+            let count: f32 = mask.iter().sum();
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [b, t]), &device);
+            let (out, logits) = step(net, c, embed, hidden, tokens, &mut keys);
+            // Target rows j+1+k, padded past the end (masked out anyway).
+            let [_, tt, _] = target.dims();
+            let lo = (1 + k).min(tt);
+            let hi = (t + 1 + k).min(tt);
+            let mut rows = target.clone().slice([0..b, lo..hi, 0..vd]);
+            if hi - lo < t {
+                rows = Tensor::cat(
+                    vec![rows, Tensor::zeros([b, t - (hi - lo), vd], &device)],
+                    1,
+                );
+            }
+            // Top-1 agreement: the draft's argmax equals the target's (within the draft vocabulary,
+            // which is where every unmasked target argmax lies).
+            let same = logits
+                .clone()
+                .argmax(2)
+                .equal(rows.clone().argmax(2))
+                .float()
+                .reshape([b * t]);
+            let p = softmax(rows, 2);
+            let logq = burn::tensor::activation::log_softmax(logits, 2);
+            let ce = (p * logq).sum_dim(2).neg().reshape([b * t]);
+            let m = Tensor::<B, 1>::from_data(TensorData::new(mask, [b * t]), &device);
+            let hits: f32 = (same * m.clone()).sum().to_host()[0];
+            let loss_k = (ce * m).sum().div_scalar(count.max(1.0));
+            per_step.push(TttStep {
+                loss: loss_k.clone().to_host()[0] as f64,
+                top1: (hits / count.max(1.0)) as f64,
+                count: count as usize,
+            });
+            let weighted = loss_k.mul_scalar(decay.powi(k as i32));
+            total = Some(match total {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+            hidden = out;
         }
-        let count: f32 = mask.iter().sum();
-        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [b, t]), &device);
-        let (out, logits) = step(net, c, embed, hidden, tokens, &mut keys);
-        // Target rows j+1+k, padded past the end (masked out anyway).
-        let [_, tt, _] = target.dims();
-        let lo = (1 + k).min(tt);
-        let hi = (t + 1 + k).min(tt);
-        let mut rows = target.clone().slice([0..b, lo..hi, 0..vd]);
-        if hi - lo < t {
-            rows = Tensor::cat(
-                vec![rows, Tensor::zeros([b, t - (hi - lo), vd], &device)],
-                1,
-            );
-        }
-        // Top-1 agreement: the draft's argmax equals the target's (within the draft vocabulary,
-        // which is where every unmasked target argmax lies).
-        let same = logits
-            .clone()
-            .argmax(2)
-            .equal(rows.clone().argmax(2))
-            .float()
-            .reshape([b * t]);
-        let p = softmax(rows, 2);
-        let logq = burn::tensor::activation::log_softmax(logits, 2);
-        let ce = (p * logq).sum_dim(2).neg().reshape([b * t]);
-        let m = Tensor::<B, 1>::from_data(TensorData::new(mask, [b * t]), &device);
-        let hits: f32 = (same * m.clone()).sum().to_host()[0];
-        let loss_k = (ce * m).sum().div_scalar(count.max(1.0));
-        per_step.push(TttStep {
-            loss: loss_k.clone().to_host()[0] as f64,
-            top1: (hits / count.max(1.0)) as f64,
-            count: count as usize,
-        });
-        let weighted = loss_k.mul_scalar(decay.powi(k as i32));
-        total = Some(match total {
-            Some(acc) => acc + weighted,
-            None => weighted,
-        });
-        hidden = out;
+        (total.expect("steps >= 1"), per_step)
     }
-    (total.expect("steps >= 1"), per_step)
 }
 
 #[cfg(test)]

@@ -9,16 +9,18 @@ use std::path::Path;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{index_tensor, Error, Result};
-use confu_draft::{export_official, DraftConfig, Eagle3};
-use confu_model::{feature_taps, LogitRows, TargetModel};
+use confu_core::{Error, Result};
+use confu_draft::{export_official, DraftConfig, Eagle3, Eagle3Head};
+use confu_model::naming::Copied;
+use confu_model::TargetModel;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{fingerprint_of, target_fingerprint, Fingerprint};
+use crate::checkpoint::{fingerprint_of, module_fingerprint, target_fingerprint, Fingerprint};
 use crate::config_file::{in_range, positive, Invalid, Validate};
-use crate::eagle3::{draft_vocab_from_counts, ttt_loss, TttAttention, TttStep};
+use crate::eagle3::{draft_vocab_from_counts, ttt_loss, StepTotals, TttAttention, TttStep};
 use crate::pretrain::{batch_indices, Packed};
 use crate::trainer::{train, Control, DevResult, TrainLog, TrainSettings};
+use crate::ttt_batch::{TttBatch, VocabMap};
 
 /// EAGLE-3 training settings beyond the shared optimisation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,92 +78,9 @@ impl<B: Backend> TrainedEagle3<B> {
     }
 }
 
-/// Features `[n - 1, 3d]`, target logits restricted to the draft vocabulary `[n, vd]` and the
-/// validity of each position, for one sequence, computed by the frozen target.
-fn target_pass<B: Backend>(
-    target: &TargetModel<B>,
-    seq: &[u32],
-    vocab: &DraftVocab,
-) -> Result<(Tensor<B, 2>, Tensor<B, 2>, Vec<bool>)> {
-    let c = target.config();
-    let mut cache = target.new_cache(0, seq.len());
-    let out = target.forward_causal(
-        &mut cache,
-        seq,
-        LogitRows::All,
-        &feature_taps(c.num_hidden_layers),
-    )?;
-    let logits = out.logits.expect("requested");
-    // Only the argmax per position comes to the host: whether it lies in the draft vocabulary.
-    let argmax: Vec<i64> = logits
-        .clone()
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .to_vec()
-        .expect("int data");
-    let valid = argmax.iter().map(|&a| vocab.in_draft[a as usize]).collect();
-    let restricted = logits.select(1, index_tensor(&vocab.draft_ids, target.device()));
-    // Features of positions 0..T-1 (the last position has no next token to pair with).
-    let n = seq.len() - 1;
-    let taps = Tensor::cat(out.taps, 1).narrow(0, 0, n);
-    Ok((taps, restricted, valid))
-}
-
-/// The draft vocabulary as the trainer needs it: the target id of every draft id, and whether each
-/// target id is in the draft vocabulary.
-struct DraftVocab {
-    draft_ids: Vec<usize>,
-    in_draft: Vec<bool>,
-}
-
-impl DraftVocab {
-    fn new(d2t: &[i64], t2d: &[bool]) -> Self {
-        Self {
-            draft_ids: d2t
-                .iter()
-                .enumerate()
-                .map(|(i, &o)| (i as i64 + o) as usize)
-                .collect(),
-            in_draft: t2d.to_vec(),
-        }
-    }
-}
-
-/// One batch of equal-length sequences with the frozen target's features and distributions.
-struct TttBatch<B: Backend> {
-    taps: Tensor<B, 3>,
-    target: Tensor<B, 3>,
-    valid: Vec<Vec<bool>>,
-    ids: Vec<Vec<u32>>,
-}
-
+/// The EAGLE-3 loss of one batch.
 impl<B: Backend> TttBatch<B> {
-    /// The frozen target's pass over `seqs` on the inference backend `T`, moved to `B` by `lift`.
-    fn new<T: Backend>(
-        model: &TargetModel<T>,
-        seqs: &[&[u32]],
-        vocab: &DraftVocab,
-        lift: impl Fn(Tensor<T, 3>) -> Tensor<B, 3>,
-    ) -> Result<Self> {
-        let (mut taps, mut tgt, mut valid, mut ids) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for seq in seqs {
-            let (t, r, v) = target_pass(model, seq, vocab)?;
-            taps.push(t.unsqueeze::<3>());
-            tgt.push(r.unsqueeze::<3>());
-            valid.push(v);
-            ids.push(seq.to_vec());
-        }
-        Ok(Self {
-            taps: lift(Tensor::cat(taps, 0)),
-            target: lift(Tensor::cat(tgt, 0)),
-            valid,
-            ids,
-        })
-    }
-
-    fn loss(
+    fn eagle3_loss(
         self,
         head: &Eagle3<B>,
         dc: &DraftConfig,
@@ -194,43 +113,24 @@ pub fn evaluate_eagle3_dev<B: Backend>(
     tokens: &[u32],
     seq_len: usize,
 ) -> Result<DevResult> {
-    let vocab = DraftVocab::new(&trained.d2t, &trained.t2d);
+    let vocab = VocabMap::new(&trained.d2t, &trained.t2d);
     let embed = target.embed_tokens().clone();
-    let mut sums = vec![(0f64, 0f64, 0usize); eagle.ttt_steps];
+    let mut totals = StepTotals::default();
     for seq in tokens.chunks_exact(seq_len + 1) {
-        let batch = TttBatch::<B>::new(target, &[seq], &vocab, |t| t)?;
-        let (_, steps) = batch.loss(&trained.head, &trained.config, &embed, eagle);
-        for (acc, s) in sums.iter_mut().zip(steps) {
-            acc.0 += s.loss * s.count as f64;
-            acc.1 += s.top1 * s.count as f64;
-            acc.2 += s.count;
-        }
+        let batch = TttBatch::<B>::new(target, &[seq], &vocab, false, |t| t)?;
+        let (_, steps) = batch.eagle3_loss(&trained.head, &trained.config, &embed, eagle);
+        totals.add(&steps);
     }
-    let per_step: Vec<TttStep> = sums
-        .into_iter()
-        .map(|(l, a, n)| {
-            let m = n.max(1) as f64;
-            TttStep {
-                loss: l / m,
-                top1: a / m,
-                count: n,
-            }
-        })
-        .collect();
-    Ok(DevResult {
-        category: category.to_string(),
-        tokens: per_step.first().map_or(0, |s| s.count),
-        loss: per_step.first().map_or(f64::NAN, |s| s.loss),
-        top1: per_step.first().map_or(0.0, |s| s.top1),
-        per_step,
-    })
+    Ok(DevResult::from_steps(category, totals.means(), Vec::new()))
 }
 
-/// Train (or resume) a head for `target` on `data`; returns the head, the draft vocabulary
-/// (`d2t`, `t2d`) and the log.
+/// Train (or resume) a head for `target` on `data` — a new one, or one continued from `init`
+/// (whose shape and draft vocabulary are kept; `eagle.draft_vocab_size` is then unused); returns
+/// the head, the draft vocabulary (`d2t`, `t2d`) and the log.
 #[allow(clippy::too_many_arguments)]
 pub fn train_eagle3<B: Backend>(
     target: &TargetModel<B>,
+    init: Option<&Eagle3Head<B>>,
     settings: &TrainSettings,
     eagle: &Eagle3Settings,
     data: &Packed,
@@ -250,28 +150,53 @@ pub fn train_eagle3<B: Backend>(
     }
     let c = target.config();
     let device = target.device().clone();
-    let mut counts = vec![0u64; c.vocab_size];
-    for &t in &data.tokens {
-        counts[t as usize] += 1;
-    }
-    let mut dc = DraftConfig::for_target(c);
-    dc.draft_vocab_size = eagle.draft_vocab_size.min(c.vocab_size);
-    let (d2t, t2d) = draft_vocab_from_counts(&counts, dc.draft_vocab_size);
-    let vocab = DraftVocab::new(&d2t, &t2d);
-
-    let head = Eagle3::<Autodiff<B>>::init(&dc, settings.seed, &device);
-    let embed: Tensor<Autodiff<B>, 2> = Tensor::from_inner(target.embed_tokens());
+    let (head, dc, d2t, t2d, embed, init_print) = match init {
+        // Continue a trained head: its shape and draft vocabulary stay.
+        Some(h) => {
+            let (d2t, t2d) = h.vocab.offsets_and_mask(c.vocab_size);
+            let own = h.net.embed_tokens.is_some();
+            let head = Eagle3::<Autodiff<B>>::from_values(
+                &h.config,
+                own,
+                &mut Copied::of(&h.net),
+                &device,
+            )?;
+            let print = module_fingerprint(&d2t, &h.net);
+            (
+                head,
+                h.config.clone(),
+                d2t,
+                t2d,
+                h.embed_tokens.clone(),
+                print,
+            )
+        }
+        None => {
+            let mut counts = vec![0u64; c.vocab_size];
+            for &t in &data.tokens {
+                counts[t as usize] += 1;
+            }
+            let mut dc = DraftConfig::for_target(c);
+            dc.draft_vocab_size = eagle.draft_vocab_size.min(c.vocab_size);
+            let (d2t, t2d) = draft_vocab_from_counts(&counts, dc.draft_vocab_size);
+            let head = Eagle3::<Autodiff<B>>::init(&dc, settings.seed, &device);
+            (head, dc, d2t, t2d, target.embed_tokens(), "none".into())
+        }
+    };
+    let vocab = VocabMap::new(&d2t, &t2d);
+    let embed: Tensor<Autodiff<B>, 2> = Tensor::from_inner(embed);
     let loss = |head: &Eagle3<Autodiff<B>>, step: usize| {
         let idx = batch_indices(data.len(), settings.batch_size, settings.seed, step);
         let seqs: Vec<&[u32]> = idx.iter().map(|&i| data.get(i)).collect();
-        let batch = TttBatch::<Autodiff<B>>::new(target, &seqs, &vocab, Tensor::from_inner)?;
-        Ok(batch.loss(head, &dc, &embed, eagle).0)
+        let batch = TttBatch::<Autodiff<B>>::new(target, &seqs, &vocab, false, Tensor::from_inner)?;
+        Ok(batch.eagle3_loss(head, &dc, &embed, eagle).0)
     };
     let fingerprint = Fingerprint::from([
         ("target".to_string(), target_fingerprint(target)),
         ("train".to_string(), settings.fingerprint()),
         ("eagle3".to_string(), fingerprint_of(eagle)),
         ("data".to_string(), data.fingerprint()),
+        ("init".to_string(), init_print),
     ]);
     let (head, log) = train(
         head,

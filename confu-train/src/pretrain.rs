@@ -338,5 +338,6 @@ pub fn evaluate_dev<B: Backend>(
             0.0
         },
         per_step: Vec::new(),
+        per_step_without_future: Vec::new(),
     }
 }

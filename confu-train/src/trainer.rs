@@ -13,7 +13,8 @@ use burn::backend::Autodiff;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
 use confu_core::{Error, Result, ToHost};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,28 @@ pub struct DevResult {
     /// Draft heads: the same for every unrolled training-time-test step (step 0 first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_step: Vec<crate::eagle3::TttStep>,
+    /// ConFu heads: the same with the future vector zeroed, so the gain from `f` shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_step_without_future: Vec<crate::eagle3::TttStep>,
+}
+
+impl DevResult {
+    /// A draft head's result from its per-step statistics: `loss`/`top1` are step 0's (plain
+    /// next-token drafting).
+    pub fn from_steps(
+        category: &str,
+        per_step: Vec<crate::eagle3::TttStep>,
+        per_step_without_future: Vec<crate::eagle3::TttStep>,
+    ) -> Self {
+        Self {
+            category: category.to_string(),
+            tokens: per_step.first().map_or(0, |s| s.count),
+            loss: per_step.first().map_or(f64::NAN, |s| s.loss),
+            top1: per_step.first().map_or(0.0, |s| s.top1),
+            per_step,
+            per_step_without_future,
+        }
+    }
 }
 
 /// What a step callback wants next.
@@ -146,6 +169,19 @@ impl TrainSettings {
         crate::checkpoint::fingerprint_of(&v)
     }
 }
+
+/// A module the loop trains, split into parameter groups that step at their own multiple of the
+/// learning rate (one AdamW state per parameter, so the groups share one optimizer).
+pub trait Trainable<B: AutodiffBackend>: AutodiffModule<B> {
+    /// The step's gradients as `(learning-rate multiple, gradients)` groups; a multiple of 0
+    /// freezes its group. The default: the whole module at 1.
+    fn param_groups(&self, grads: &mut B::Gradients) -> Vec<(f64, GradientsParams)> {
+        vec![(1.0, GradientsParams::from_module(grads, self))]
+    }
+}
+
+impl<B: Backend> Trainable<Autodiff<B>> for confu_model::Llama<Autodiff<B>> {}
+impl<B: Backend> Trainable<Autodiff<B>> for confu_draft::Eagle3<Autodiff<B>> {}
 
 /// Checkpoint files inside `out/checkpoint/`.
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -172,7 +208,7 @@ pub fn train<B, M>(
 ) -> Result<(M, TrainLog)>
 where
     B: Backend,
-    M: AutodiffModule<Autodiff<B>>,
+    M: Trainable<Autodiff<B>>,
 {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut module = module;
@@ -202,8 +238,12 @@ where
             ));
         }
         let lr = learning_rate(settings, step);
-        let grads = GradientsParams::from_grads(value_t.backward(), &module);
-        module = optim.step(lr, module, grads);
+        let mut grads = value_t.backward();
+        for (scale, group) in module.param_groups(&mut grads) {
+            if scale > 0.0 {
+                module = optim.step(lr * scale, module, group);
+            }
+        }
         log.steps.push((step, value, lr));
         let last = step + 1 == settings.steps;
         let stop = on_step(step, value, lr) == Control::Stop;

@@ -45,6 +45,7 @@ fn eagle3_training_runs_resumes_and_exports() {
 
     let full = train_eagle3(
         &target,
+        None,
         &settings,
         &eagle,
         &data,
@@ -58,6 +59,7 @@ fn eagle3_training_runs_resumes_and_exports() {
         |l: &confu_train::pretrain::TrainLog| l.steps.iter().map(|s| s.1).collect::<Vec<_>>();
     train_eagle3(
         &target,
+        None,
         &settings,
         &eagle,
         &data,
@@ -74,6 +76,7 @@ fn eagle3_training_runs_resumes_and_exports() {
     .unwrap();
     let trained = train_eagle3(
         &target,
+        None,
         &settings,
         &eagle,
         &data,

@@ -117,6 +117,7 @@ fn self_distilled_sequences_are_target_continuations() {
     };
     let trained = train_eagle3(
         &target,
+        None,
         &settings,
         &eagle,
         &s1,

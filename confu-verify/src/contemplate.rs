@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{kv_cache::Region, DenseKvCache, DraftTree, KvCache, Ops, Result, Visibility};
-use confu_model::{feature_taps, ForwardRequest, LogitRows, ModelInput, Tap, TargetModel};
-use confu_moe::{
-    ConPosition, ConfuOptions, ConfuParams, ContemplateNodes, FutureLayers, RouteDecision,
-};
+use confu_model::{ForwardRequest, LogitRows, ModelInput, Tap, TargetModel};
+use confu_moe::{ConfuOptions, ConfuParams, ContemplateNodes, RouteDecision};
 
 use crate::row_layout::{RowKind, RowLayout};
 
@@ -92,18 +90,12 @@ impl<B: Backend> Contemplator<B> {
 
     /// The taps that form `f` at a `[con]` row (`future_layers`).
     pub fn future_taps(&self, num_layers: usize) -> Vec<Tap> {
-        match self.options.future_layers {
-            FutureLayers::Eagle3Taps => feature_taps(num_layers),
-            FutureLayers::LastLayer => vec![Tap::LayerInput(num_layers)],
-        }
+        self.options.future_taps(num_layers)
     }
 
     /// Position of a `[con]` attached to a row at `position`.
     pub fn con_position(&self, position: usize) -> usize {
-        match self.options.con_position {
-            ConPosition::NodePlusOne => position + 1,
-            ConPosition::Node => position,
-        }
+        self.options.con_position(position)
     }
 
     /// Prefill step (b): one `[con]` row attached to the last of the `n` cached prompt rows

@@ -12,7 +12,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, Ops, Result};
 use confu_draft::{Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
-use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
+use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
 use confu_verify::{future_source, Contemplator};
 
 use crate::drafting::{missing_taps, Drafter, Observation, Pass};
@@ -42,6 +42,16 @@ impl<B: Backend> ConfuHead<B> {
         };
         let params = ConfuParams::load(dir, &options, dims, target.device())?;
         Self::from_parts(target, Arc::new(head), options, params)
+    }
+
+    /// The same head with another rule for which tree nodes get a `[con]` row.
+    pub fn with_contemplate_nodes(&self, nodes: ContemplateNodes) -> Self {
+        let mut contemplator = (*self.contemplator).clone();
+        contemplator.options.contemplate_nodes = nodes;
+        Self {
+            head: self.head.clone(),
+            contemplator: Arc::new(contemplator),
+        }
     }
 
     /// Assemble from a head, options and parameters (trained or random).

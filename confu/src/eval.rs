@@ -14,6 +14,7 @@ use confu_core::{Error, Result};
 use confu_model::Tokenizer;
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::{ratios_to_first, TauRatio};
 use crate::{Engine, Generation, GenerationConfig};
 
 /// One Spec-Bench question.
@@ -190,6 +191,10 @@ pub struct DrafterReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub drafters: Vec<DrafterReport>,
+    /// τ of every other drafter relative to the first, per category and overall, with 95 %
+    /// bootstrap intervals over prompts.
+    #[serde(default)]
+    pub tau_ratios: Vec<TauRatio>,
 }
 
 fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
@@ -252,15 +257,18 @@ pub fn compare<B: Backend>(
         progress(i + 1, questions.len());
     }
     let greedy = config.sampling.is_greedy();
+    let drafters: Vec<DrafterReport> = drafters
+        .iter()
+        .zip(results)
+        .map(|((name, _), results)| DrafterReport {
+            name: name.clone(),
+            report: EvalReport::from_results(results, greedy),
+        })
+        .collect();
+    let tau_ratios = ratios_to_first(&drafters);
     Ok(Comparison {
-        drafters: drafters
-            .iter()
-            .zip(results)
-            .map(|((name, _), results)| DrafterReport {
-                name: name.clone(),
-                report: EvalReport::from_results(results, greedy),
-            })
-            .collect(),
+        drafters,
+        tau_ratios,
     })
 }
 
@@ -292,6 +300,18 @@ impl Comparison {
                     s.push_str(&format!(" {cell:>22}"));
                 }
                 s.push('\n');
+            }
+        }
+        if !self.tau_ratios.is_empty() {
+            s.push_str(&format!(
+                "tau ratio to {} (95% bootstrap interval over prompts):\n",
+                self.tau_ratios[0].reference
+            ));
+            for r in &self.tau_ratios {
+                s.push_str(&format!(
+                    "  {:<22} {:<12} {:.3} [{:.3}, {:.3}]\n",
+                    r.variant, r.category, r.ratio, r.low, r.high
+                ));
             }
         }
         s

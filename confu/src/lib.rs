@@ -6,11 +6,13 @@
 //! configuration and its results (timings, stop reason). Speculative modes (EAGLE-3,
 //! ConFu), metrics and the evaluation harness join here as they are built.
 
+pub mod bootstrap;
 pub mod confu_drafter;
 pub mod drafting;
 pub mod engine;
 pub mod eval;
 pub mod generation;
+pub mod greedy_rule;
 pub mod reference;
 
 pub use confu_drafter::{ConfuHead, ConfuProposer};
