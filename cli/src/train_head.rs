@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use backend_cpu::Cpu;
 use clap::Args;
 use confu_core::{Error, Result};
+use confu_draft::Eagle3Head;
 use confu_model::{TargetModel, Tokenizer};
 use confu_train::config_file::{read_config, Invalid, Validate};
 use confu_train::pretrain::{pack_corpus, tokenize_file, Packed, TrainSettings};
@@ -112,25 +113,29 @@ impl Validate for ConfuConfig {
 /// What every head trainer loads before training.
 struct Prepared {
     target: TargetModel<Cpu>,
+    /// The head to start from (`--init`).
+    init: Option<Eagle3Head<Cpu>>,
     tokenizer: Tokenizer,
     data: Packed,
 }
 
-/// Claim OUT, load the target and the training data (self-distilled when asked).
+/// Load the target and the `--init` head (so that a bad one is named before anything is
+/// written), claim OUT, then load the training data (self-distilled when asked).
 fn prepare(
     a: &HeadArgs,
     kind: &str,
-    extra_inputs: &[&Path],
+    init: Option<&Path>,
     train: &TrainSettings,
     self_distill: &mut Option<SelfDistill>,
 ) -> Result<Prepared> {
-    let mut inputs: Vec<&Path> = vec![&a.target, &a.corpus];
-    inputs.extend(a.config.as_deref());
-    inputs.extend(extra_inputs);
-    crate::out_paths::claim_output_dir(&a.out, kind, a.resume, a.force, &inputs)?;
     let device = Default::default();
     let target = TargetModel::<Cpu>::load(&a.target, backend_cpu::ops(), &device)?;
     let tokenizer = Tokenizer::from_dir(&a.target)?;
+    let init_head = init.map(|d| Eagle3Head::load(d, &target)).transpose()?;
+    let mut inputs: Vec<&Path> = vec![&a.target, &a.corpus];
+    inputs.extend(a.config.as_deref());
+    inputs.extend(init);
+    crate::out_paths::claim_output_dir(&a.out, kind, a.resume, a.force, &inputs)?;
     if train.seq_len + 1 > target.config().max_position_embeddings {
         return Err(Error::invalid(
             "train.seq_len",
@@ -168,6 +173,7 @@ fn prepare(
     }
     Ok(Prepared {
         target,
+        init: init_head,
         tokenizer,
         data,
     })
@@ -229,17 +235,18 @@ pub fn run_eagle3(a: Eagle3Args) -> Result<()> {
         None => Eagle3Config::default(),
     };
     cfg.train.seed = a.head.seed.unwrap_or(cfg.train.seed);
-    let extra: Vec<&Path> = a.init.iter().map(PathBuf::as_path).collect();
-    let p = prepare(&a.head, "eagle3", &extra, &cfg.train, &mut cfg.self_distill)?;
-    let init = match &a.init {
-        Some(dir) => Some(confu_draft::Eagle3Head::load(dir, &p.target)?),
-        None => None,
-    };
+    let p = prepare(
+        &a.head,
+        "eagle3",
+        a.init.as_deref(),
+        &cfg.train,
+        &mut cfg.self_distill,
+    )?;
     let t = &cfg.train;
     let mut progress = StepProgress::new(t.steps, t.batch_size * t.seq_len);
     let mut trained = train_eagle3(
         &p.target,
-        init.as_ref(),
+        p.init.as_ref(),
         t,
         &cfg.eagle3,
         &p.data,
@@ -281,11 +288,11 @@ pub fn run_confu(a: ConfuArgs) -> Result<()> {
     let p = prepare(
         &a.head,
         "confu",
-        &[&a.init],
+        Some(&a.init),
         &cfg.train,
         &mut cfg.self_distill,
     )?;
-    let init = confu_draft::Eagle3Head::load(&a.init, &p.target)?;
+    let init = p.init.as_ref().expect("--init is required");
     let t = &cfg.train;
     eprintln!(
         "ConFu from {}: s = {}, n_expert = {} (top {}), K = {}, {} anchors per sequence, l = {}",
@@ -300,7 +307,7 @@ pub fn run_confu(a: ConfuArgs) -> Result<()> {
     let mut progress = StepProgress::new(t.steps, t.batch_size * t.seq_len);
     let mut trained = train_confu(
         &p.target,
-        &init,
+        init,
         &cfg.options,
         t,
         &cfg.confu,

@@ -27,17 +27,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn corpus() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("train")).unwrap();
-    let text = "the quick brown fox jumps over the lazy dog\n\n".repeat(40);
-    std::fs::write(dir.path().join("train/a.txt"), text).unwrap();
-    dir
-}
-
 #[test]
 fn training_outputs_never_replace_inputs_or_foreign_or_earlier_runs() {
-    let c = corpus();
+    let c = common::corpus();
     let cp = c.path().to_str().unwrap();
     let work = tempfile::tempdir().unwrap();
     let tok = work.path().join("tok");
@@ -224,7 +216,7 @@ fn eval_report_paths_are_checked_before_the_work() {
 
 #[test]
 fn self_distillation_trains_into_a_fresh_out_folder() {
-    let c = corpus();
+    let c = common::corpus();
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("sd.json");
     std::fs::write(

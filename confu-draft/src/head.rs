@@ -16,9 +16,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{
-    id_tensor, kv_cache::Region, DenseKvCache, Error, KvCache, Ops, Result, Visibility,
-};
+use confu_core::{id_tensor, kv_cache::Region, DenseKvCache, Error, Ops, Result, Visibility};
 use confu_model::naming::{fill, SeededNormal, SeededUniform, TensorValues};
 use confu_model::{
     Attention, AttentionKeys, CachedKeys, Embedding, Linear, Mlp, RmsNorm, RopeRows, TargetModel,
@@ -98,6 +96,34 @@ impl<B: Backend> Eagle3<B> {
         self.fc.forward(taps, ops)
     }
 
+    /// The keys and values (`[rows, kv_heads, head_dim]`, k rotated) of rows pairing `g` with
+    /// `e`, without attending: a future slot attends only to itself, and only its K/V matter.
+    pub fn slot_kv(
+        &self,
+        g: Tensor<B, 2>,
+        e: Tensor<B, 2>,
+        rope: &RopeRows<B>,
+        ops: &dyn Ops<B>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let qkv = self
+            .midlayer
+            .self_attn
+            .project(self.layer_input(g, e, ops), rope, ops);
+        (qkv.k, qkv.v)
+    }
+
+    /// `[input_layernorm(e) ; hidden_norm(g)]`, embedding half first.
+    fn layer_input(&self, g: Tensor<B, 2>, e: Tensor<B, 2>, ops: &dyn Ops<B>) -> Tensor<B, 2> {
+        let m = &self.midlayer;
+        Tensor::cat(
+            vec![
+                m.input_layernorm.forward(e, ops),
+                m.hidden_norm.forward(g, ops),
+            ],
+            1,
+        )
+    }
+
     /// The head's layer on rows pairing a fused feature `g: [rows, d]` with a token embedding
     /// `e: [rows, d]`; `keys` decides what the rows attend over (the draft cache when decoding,
     /// the training-time-test pattern when training). Returns the output states and logits.
@@ -110,13 +136,7 @@ impl<B: Backend> Eagle3<B> {
         keys: &mut dyn AttentionKeys<B>,
     ) -> DraftOutput<B> {
         let m = &self.midlayer;
-        let x = Tensor::cat(
-            vec![
-                m.input_layernorm.forward(e, ops),
-                m.hidden_norm.forward(g.clone(), ops),
-            ],
-            1,
-        );
+        let x = self.layer_input(g.clone(), e, ops);
         let h1 = g + m.self_attn.forward(x, rope, ops, keys, 0);
         let out = h1.clone()
             + m.mlp
@@ -273,15 +293,8 @@ impl<B: Backend> Eagle3Head<B> {
             ));
         };
         let rope = RopeRows::new(&self.config.rope, &self.inv_freq, &[position], &device);
-        let mut vis = Visibility::blank(1, cache.reserved() + cache.len());
-        vis.allow(0, 0);
-        let mask = vis.to_masked_out::<B>(&device);
-        let mut keys = CachedKeys {
-            cache: &mut *cache,
-            region: Region::Reserved,
-            masked_out: Some(&mask),
-        };
-        self.net.forward_rows(g, e_f, &rope, ops, &mut keys);
+        let (k, v) = self.net.slot_kv(g, e_f, &rope, ops);
+        cache.write_and_view(0, Region::Reserved, k.swap_dims(0, 1), v.swap_dims(0, 1));
         cache.commit(Region::Reserved, 1);
         Ok(())
     }

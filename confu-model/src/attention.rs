@@ -72,16 +72,9 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    /// `o_proj(attn(rope(q), rope(k), v))` for already-normed rows `[rows, input]`; `keys` decides
-    /// what the rows attend over (the KV cache, or a training batch).
-    pub fn forward(
-        &self,
-        input: Tensor<B, 2>,
-        rope: &RopeRows<B>,
-        ops: &dyn Ops<B>,
-        keys: &mut dyn AttentionKeys<B>,
-        layer: usize,
-    ) -> Tensor<B, 2> {
+    /// The rows' queries, keys and values (`[rows, heads | kv_heads, head_dim]`, q and k rotated,
+    /// Qwen3's per-head norms applied) for already-normed rows `[rows, input]`.
+    pub fn project(&self, input: Tensor<B, 2>, rope: &RopeRows<B>, ops: &dyn Ops<B>) -> Qkv<B> {
         let rows = input.dims()[0];
         let AttentionShape {
             heads,
@@ -108,7 +101,25 @@ impl<B: Backend> Attention<B> {
         let q = ops.rope(q, &rope.cos, &rope.sin);
         let k = ops.rope(k, &rope.cos, &rope.sin);
         let scale = 1.0 / (hd as f64).sqrt();
-        let attn = keys.attend(layer, Qkv { q, k, v, scale }, ops);
-        self.o_proj.forward(attn.reshape([rows, heads * hd]), ops)
+        Qkv { q, k, v, scale }
+    }
+
+    /// `o_proj(attn(rope(q), rope(k), v))` for already-normed rows `[rows, input]`; `keys` decides
+    /// what the rows attend over (the KV cache, or a training batch).
+    pub fn forward(
+        &self,
+        input: Tensor<B, 2>,
+        rope: &RopeRows<B>,
+        ops: &dyn Ops<B>,
+        keys: &mut dyn AttentionKeys<B>,
+        layer: usize,
+    ) -> Tensor<B, 2> {
+        let rows = input.dims()[0];
+        let AttentionShape {
+            heads, head_dim, ..
+        } = self.shape;
+        let attn = keys.attend(layer, self.project(input, rope, ops), ops);
+        self.o_proj
+            .forward(attn.reshape([rows, heads * head_dim]), ops)
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::anchors::row_slots;
 use crate::contemplate_pass::{future_vectors, AnchorInputs, ContemplateMode};
 use crate::eagle3::{fuse, TttLoss, TttStep};
-use crate::ttt_attention::{FutureSlots, SelfOnlyKeys, TttAttention};
+use crate::ttt_attention::{FutureSlots, TttAttention};
 use crate::ttt_batch::TttBatch;
 
 /// Learning-rate multiple of each trained part; 0 freezes a part.
@@ -130,9 +130,7 @@ impl<B: Backend> ConfuForward<'_, B> {
         };
         let positions: Vec<usize> = anchors.iter().flatten().map(|&a| a + 1).collect();
         let rope = RopeRows::new(&c.rope, &c.rope.inv_freq(), &positions, &device);
-        let mut keys = SelfOnlyKeys { kv: None };
-        net.head.forward_rows(g, e_f, &rope, &ops, &mut keys);
-        let (k, v) = keys.kv.expect("the head's layer attends once");
+        let (k, v) = net.head.slot_kv(g, e_f, &rope, &ops);
         let slots = FutureSlots {
             k,
             v,

@@ -209,20 +209,3 @@ impl<B: Backend> AttentionKeys<B> for TttKeys<B> {
         batch_to_rows(out)
     }
 }
-
-/// Rows that attend only to themselves, keeping their keys and values: how a future slot's K/V
-/// are computed by the head's own layer (only they matter; the rows' outputs are not used).
-pub struct SelfOnlyKeys<B: Backend> {
-    /// `(k, v)` of the rows, `[rows, kv_heads, head_dim]` (k rotated).
-    pub kv: Option<(Tensor<B, 3>, Tensor<B, 3>)>,
-}
-
-impl<B: Backend> AttentionKeys<B> for SelfOnlyKeys<B> {
-    fn attend(&mut self, _layer: usize, qkv: Qkv<B>, _ops: &dyn Ops<B>) -> Tensor<B, 3> {
-        let Qkv { q, k, v, .. } = qkv;
-        let group = q.dims()[1] / k.dims()[1];
-        self.kv = Some((k, v.clone()));
-        // Softmax over one key is 1: each row's output is its own value.
-        widen_rows(v, group)
-    }
-}

@@ -22,3 +22,19 @@ pub fn confu(args: &[&str]) -> (bool, String) {
 pub fn fixture_model() -> std::path::PathBuf {
     confu::reference::fixture_roots()[0].join("hf/llama3-tiny")
 }
+
+/// A small corpus folder: `train/a.txt` and `dev/b.txt`.
+pub fn corpus() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, file) in [("train", "a.txt"), ("dev", "b.txt")] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        let text = "the quick brown fox jumps over the lazy dog\n\n".repeat(40);
+        std::fs::write(dir.path().join(sub).join(file), text).unwrap();
+    }
+    dir
+}
+
+/// The official EAGLE-3 fixture head of the llama3-tiny target.
+pub fn fixture_draft() -> std::path::PathBuf {
+    confu::reference::fixture_roots()[0].join("eagle3/llama3-tiny/draft")
+}
