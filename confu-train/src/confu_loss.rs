@@ -39,6 +39,17 @@ impl Default for PartScales {
     }
 }
 
+/// Where the future vectors of a training forward come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FutureSource {
+    /// The `[con]` rows through the frozen target (the method).
+    Contemplate,
+    /// Diagnostic: the target's real features of position `a + 1` (what the draft row after the
+    /// anchor receives), an upper bound for what one slot can carry. Not usable for decoding.
+    OracleNextFeatures,
+}
+
 /// What ConFu trains: the EAGLE-3 head and the ConFu parameters (soft prompt, both MoEs).
 #[derive(Module, Debug)]
 pub struct ConfuNet<B: Backend> {
@@ -62,6 +73,7 @@ pub struct ConfuForward<'a, B: Backend> {
     pub replication: usize,
     pub contemplate: ContemplateMode,
     pub attention: TttAttention,
+    pub future: FutureSource,
 }
 
 impl<B: Backend> ConfuForward<'_, B> {
@@ -113,7 +125,23 @@ impl<B: Backend> ConfuForward<'_, B> {
             .zip(batch.kv)
             .map(|((ids, anchors), kv)| AnchorInputs { ids, anchors, kv })
             .collect();
-        let mut f = future_vectors(self.frozen, &net.confu, o, &seqs, con, self.contemplate)?;
+        let mut f = match self.future {
+            FutureSource::Contemplate => {
+                future_vectors(self.frozen, &net.confu, o, &seqs, con, self.contemplate)?
+            }
+            FutureSource::OracleNextFeatures => {
+                let next: Vec<usize> = anchors
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(s, a)| a.iter().map(move |&a| s * t + a + 1))
+                    .collect();
+                batch
+                    .taps
+                    .clone()
+                    .reshape([b * t, w])
+                    .select(0, index_tensor(&next, &device))
+            }
+        };
         if zero_future {
             f = f.zeros_like();
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::anchors::{anchor_count, sample_anchors, AnchorSampling};
 use crate::checkpoint::{fingerprint_of, module_fingerprint, target_fingerprint, Fingerprint};
 use crate::config_file::{check, in_range, positive, Invalid, Validate};
-use crate::confu_loss::{ConfuForward, ConfuNet, PartScales};
+use crate::confu_loss::{ConfuForward, ConfuNet, FutureSource, PartScales};
 use crate::contemplate_pass::{frozen_on_autodiff, ContemplateMode};
 use crate::eagle3::StepTotals;
 use crate::pretrain::{batch_indices, Packed};
@@ -44,6 +44,9 @@ pub struct ConfuSettings {
     pub replication: usize,
     /// Learning-rate multiple per part; 0 freezes it.
     pub lr_scale: PartScales,
+    /// Where `f` comes from: `contemplate` (the method) or the diagnostic
+    /// `oracle_next_features`.
+    pub future: FutureSource,
 }
 
 impl Default for ConfuSettings {
@@ -55,6 +58,7 @@ impl Default for ConfuSettings {
             anchor_sampling: AnchorSampling::Uniform,
             replication: 4,
             lr_scale: PartScales::default(),
+            future: FutureSource::Contemplate,
         }
     }
 }
@@ -210,6 +214,7 @@ pub fn train_confu<B: Backend>(
         replication: confu.replication,
         contemplate: ContemplateMode::Anchors,
         attention: TttAttention::Efficient,
+        future: confu.future,
     };
     let loss = |net: &ConfuNet<Autodiff<B>>, step: usize| {
         let idx = batch_indices(data.len(), settings.batch_size, settings.seed, step);
@@ -270,6 +275,7 @@ pub fn evaluate_confu_dev<B: Backend>(
         replication: confu.replication,
         contemplate: ContemplateMode::Anchors,
         attention: TttAttention::Efficient,
+        future: confu.future,
     };
     let (mut with, mut without) = (StepTotals::default(), StepTotals::default());
     for (i, seq) in tokens.chunks_exact(seq_len + 1).enumerate() {

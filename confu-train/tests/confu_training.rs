@@ -18,7 +18,7 @@ use confu_draft::{export_official, DraftConfig, Eagle3, Eagle3Head, TreeSettings
 use confu_model::{named_values, Llama, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
 use confu_train::checkpoint::target_fingerprint;
-use confu_train::confu_loss::{ConfuForward, ConfuNet, PartScales};
+use confu_train::confu_loss::{ConfuForward, ConfuNet, FutureSource, PartScales};
 use confu_train::confu_train::{train_confu, ConfuSettings};
 use confu_train::contemplate_pass::{frozen_on_autodiff, ContemplateMode};
 use confu_train::eagle3::draft_vocab_from_counts;
@@ -102,6 +102,7 @@ fn loss_and_grads(
         replication,
         contemplate: mode.0,
         attention: mode.1,
+        future: FutureSource::Contemplate,
     };
     let anchors = vec![vec![0, 4, 7], vec![2, 3, 9]];
     let (loss, steps) = forward.loss(&net, batch, &anchors, false).unwrap();
