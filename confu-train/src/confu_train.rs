@@ -184,6 +184,9 @@ pub fn train_confu<B: Backend>(
     options
         .validate()
         .map_err(|(field, msg)| Error::invalid(field, "confu options", msg))?;
+    for check in [settings.validate(), confu.validate()] {
+        check.map_err(|(field, msg)| Error::invalid("training settings", field, msg))?;
+    }
     let c = target.config();
     let device = target.device().clone();
     let frozen = frozen_on_autodiff(target)?;

@@ -351,6 +351,25 @@ fn an_exported_confu_folder_loads_and_decodes_losslessly() {
         |_, _, _| Control::Continue,
     )
     .unwrap();
+    // Settings a library caller passes are checked like a config file's.
+    let bad = ConfuSettings {
+        replication: 0,
+        ..Default::default()
+    };
+    let e = train_confu(
+        &target,
+        &init,
+        &small(),
+        &settings(2),
+        &bad,
+        &data(),
+        &dir.path().join("bad"),
+        false,
+        |_, _, _| Control::Continue,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("confu.replication"), "{e}");
     let out = dir.path().join("confu");
     trained.export(Some(0), Some(1), &out).unwrap();
     assert!(ConfuHead::<Cpu>::is_confu_folder(&out));
