@@ -201,10 +201,15 @@ fn evaluate_dev(
             .unwrap_or_default();
         let toks = tokenize_file(tokenizer, &f, Some(dev_tokens))?;
         let r = eval(&cat, &toks)?;
+        let slot: Vec<f64> = r.per_step.iter().filter_map(|s| s.slot_attention).collect();
         let without = if r.per_step_without_future.is_empty() {
             String::new()
         } else {
-            format!("; f zeroed: {} %", pct(&r.per_step_without_future))
+            format!(
+                "; f zeroed: {} %; attention on the slot {:.2} %",
+                pct(&r.per_step_without_future),
+                100.0 * slot.iter().sum::<f64>() / slot.len().max(1) as f64
+            )
         };
         eprintln!(
             "dev {:<10} loss {:.3} top-1 {:.1}% (per step: {} %{without}; {} tokens)",

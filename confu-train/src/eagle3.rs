@@ -20,21 +20,28 @@ pub struct TttStep {
     pub loss: f64,
     pub top1: f64,
     pub count: usize,
+    /// ConFu: the mean attention probability that rows with a future slot put on it (over
+    /// rows and heads) — how much the head reads `f`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_attention: Option<f64>,
 }
 
 /// Count-weighted sums of unrolled steps' statistics over many batches.
 #[derive(Clone, Debug, Default)]
-pub struct StepTotals(Vec<(f64, f64, usize)>);
+pub struct StepTotals(Vec<(f64, f64, usize, Option<f64>)>);
 
 impl StepTotals {
     pub fn add(&mut self, steps: &[TttStep]) {
         if self.0.len() < steps.len() {
-            self.0.resize(steps.len(), (0.0, 0.0, 0));
+            self.0.resize(steps.len(), (0.0, 0.0, 0, None));
         }
         for (acc, s) in self.0.iter_mut().zip(steps) {
             acc.0 += s.loss * s.count as f64;
             acc.1 += s.top1 * s.count as f64;
             acc.2 += s.count;
+            if let Some(m) = s.slot_attention {
+                acc.3 = Some(acc.3.unwrap_or(0.0) + m * s.count as f64);
+            }
         }
     }
 
@@ -42,12 +49,13 @@ impl StepTotals {
     pub fn means(&self) -> Vec<TttStep> {
         self.0
             .iter()
-            .map(|&(l, a, n)| {
+            .map(|&(l, a, n, slot)| {
                 let m = n.max(1) as f64;
                 TttStep {
                     loss: l / m,
                     top1: a / m,
                     count: n,
+                    slot_attention: slot.map(|x| x / m),
                 }
             })
             .collect()
@@ -245,6 +253,7 @@ impl<B: Backend> TttLoss<'_, B> {
                 loss: loss_k.clone().to_host()[0] as f64,
                 top1: (hits / count.max(1.0)) as f64,
                 count: count as usize,
+                slot_attention: keys.slot_attention.take(),
             });
             let weighted = loss_k.mul_scalar(decay.powi(k as i32));
             total = Some(match total {

@@ -6,7 +6,7 @@
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{backend::Backend, Bool, Tensor, TensorData};
-use confu_core::{index_tensor, Ops};
+use confu_core::{index_tensor, Ops, ToHost};
 use confu_model::keys::{batch_to_rows, rows_to_batch, Qkv};
 use confu_model::AttentionKeys;
 
@@ -56,6 +56,9 @@ pub struct TttKeys<B: Backend> {
     pub mode: TttAttention,
     pub steps: Vec<KeyValues<B>>,
     pub slots: Option<FutureSlots<B>>,
+    /// After an efficient step with slots: the mean attention probability on the slot over the
+    /// rows that have one, and all heads.
+    pub slot_attention: Option<f64>,
 }
 
 impl<B: Backend> TttKeys<B> {
@@ -65,12 +68,13 @@ impl<B: Backend> TttKeys<B> {
             mode,
             steps: Vec::new(),
             slots,
+            slot_attention: None,
         }
     }
 
     /// `q: [b, h, t, d]`; `k`, `v` of this step; `slots` widened to `h` heads.
     fn apply(
-        &self,
+        &mut self,
         q: Tensor<B, 4>,
         k: &Tensor<B, 4>,
         v: &Tensor<B, 4>,
@@ -132,9 +136,15 @@ impl<B: Backend> TttKeys<B> {
                 for (i, (_, vi)) in all[1..].iter().enumerate() {
                     out = out + p.clone().slice([0..b, 0..h, 0..t, t + i..t + i + 1]) * vi.clone();
                 }
-                if let Some((_, vs, _)) = slot_rows {
+                if let Some((_, vs, hidden)) = slot_rows {
                     let c = t + all.len() - 1;
-                    out = out + p.slice([0..b, 0..h, 0..t, c..c + 1]) * vs;
+                    let on_slot = p.slice([0..b, 0..h, 0..t, c..c + 1]);
+                    // Read without tracking: a statistic, not part of the loss.
+                    let seen = hidden.bool_not().float();
+                    let rows: f32 = seen.clone().sum().to_host()[0];
+                    let mass: f32 = (on_slot.clone().detach() * seen).sum().to_host()[0];
+                    self.slot_attention = Some(mass as f64 / rows.max(1.0) as f64);
+                    out = out + on_slot * vs;
                 }
                 out
             }

@@ -107,6 +107,12 @@ fn loss_and_grads(
     let anchors = vec![vec![0, 4, 7], vec![2, 3, 9]];
     let (loss, steps) = forward.loss(&net, batch, &anchors, false).unwrap();
     assert!(steps.iter().all(|s| s.count > 0));
+    if mode.1 == TttAttention::Efficient {
+        // Every row with a slot attends to it with some probability, never all of it.
+        assert!(steps
+            .iter()
+            .all(|s| s.slot_attention.is_some_and(|m| m > 0.0 && m < 1.0)));
+    }
     let value = loss.clone().to_host()[0];
     let grads = loss.backward();
     // The frozen target takes no gradient at all.
