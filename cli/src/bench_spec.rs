@@ -206,6 +206,7 @@ impl<B: Backend> ConfuBench<B> {
         let dims = ConfuDims {
             target_hidden: target.config().hidden_size,
             draft_hidden: head.config.hidden_size,
+            draft_kv_heads: head.config.shape.kv_heads,
         };
         let params = ConfuParams::random(&options, dims, 2, target.device());
         let contemplator = Contemplator::new(target, options, Arc::new(params))?;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
 
+use confu_moe::SlotGain;
+
 use crate::head::Eagle3Head;
 use crate::tree::{build_scored_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
 
@@ -61,12 +63,14 @@ impl<B: Backend> Eagle3Drafter<B> {
 
     /// Set ConFu's future slot for this round (before [`Self::extend`] with the round's new real
     /// rows): embedding `e_f: [1, d]` and future vector `f: [1, 3d]` at draft `position` (that of
-    /// the depth-1 tree rows). Every later draft query sees it until it is replaced.
+    /// the depth-1 tree rows), its key and value scaled by `gain` when the ConFu parameters have
+    /// one. Every later draft query sees it until it is replaced.
     pub fn set_future_slot(
         &mut self,
         e_f: Tensor<B, 2>,
         f: Tensor<B, 2>,
         position: usize,
+        gain: Option<&SlotGain<B>>,
     ) -> Result<()> {
         if self.cache.reserved() == 0 {
             return Err(Error::invalid(
@@ -77,7 +81,7 @@ impl<B: Backend> Eagle3Drafter<B> {
         }
         let ops = self.ops.clone();
         self.head
-            .write_future_slot(ops.as_ref(), &mut self.cache, e_f, f, position)?;
+            .write_future_slot(ops.as_ref(), &mut self.cache, e_f, f, position, gain)?;
         self.slot = true;
         Ok(())
     }

@@ -23,6 +23,8 @@ use confu_model::{
     WeightFiles,
 };
 
+use confu_moe::SlotGain;
+
 use crate::config::DraftConfig;
 use crate::vocab::DraftVocab;
 
@@ -265,7 +267,7 @@ impl<B: Backend> Eagle3Head<B> {
     /// Write ConFu's future slot into the cache's reserved region: the row
     /// `[input_layernorm(e_f) ; hidden_norm(fc(f))]` at `position` (`e_f: [1, d]`; `f: [1, 3d]`
     /// target taps, or `[1, d]` taken as is), attending only to itself; only its K/V matter, and
-    /// every draft query may then see them.
+    /// every draft query may then see them. `gain` scales them per head (`future_slot_gain`).
     pub fn write_future_slot(
         &self,
         ops: &dyn Ops<B>,
@@ -273,6 +275,7 @@ impl<B: Backend> Eagle3Head<B> {
         e_f: Tensor<B, 2>,
         f: Tensor<B, 2>,
         position: usize,
+        gain: Option<&SlotGain<B>>,
     ) -> Result<()> {
         cache.check_room(Region::Reserved, 1)?;
         let device = e_f.device();
@@ -294,6 +297,10 @@ impl<B: Backend> Eagle3Head<B> {
         };
         let rope = RopeRows::new(&self.config.rope, &self.inv_freq, &[position], &device);
         let (k, v) = self.net.slot_kv(g, e_f, &rope, ops);
+        let (k, v) = match gain {
+            Some(gain) => gain.apply(k, v),
+            None => (k, v),
+        };
         cache.write_and_view(0, Region::Reserved, k.swap_dims(0, 1), v.swap_dims(0, 1));
         cache.commit(Region::Reserved, 1);
         Ok(())

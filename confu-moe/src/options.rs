@@ -100,6 +100,14 @@ pub struct ConfuOptions {
     pub root_contemplate: bool,
     pub routing: Routing,
     pub contemplate_nodes: ContemplateNodes,
+    /// Ours, beyond the paper (off: the paper's slot): a learned per-head gain on the future
+    /// slot's key and value (`slot_gain.*` in `confu.safetensors`), see [`crate::SlotGain`].
+    #[serde(skip_serializing_if = "is_false")]
+    pub future_slot_gain: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl Default for ConfuOptions {
@@ -114,6 +122,7 @@ impl Default for ConfuOptions {
             root_contemplate: true,
             routing: Routing::OncePerRound,
             contemplate_nodes: ContemplateNodes::All,
+            future_slot_gain: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The learned ConFu parameters of a draft folder (`confu.safetensors`): the soft prompt and the
 //! two MoEs, as one module whose field names are the tensor names (`soft_prompt`,
-//! `contemplate.router.weight`, `contemplate.experts`, `future.router.weight`, `future.experts`).
+//! `contemplate.router.weight`, `contemplate.experts`, `future.router.weight`, `future.experts`,
+//! and with `future_slot_gain` on, `slot_gain.log_k` and `slot_gain.log_v`).
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::options::ConfuOptions;
 use crate::router::Moe;
+use crate::slot_gain::SlotGain;
 
 /// Soft prompt `[s, d]`, contemplate MoE (routes a `3d` target feature to a `d` embedding) and
 /// future MoE (routes the draft's `d_draft` fused feature to a `d_draft` embedding).
@@ -23,6 +25,8 @@ pub struct ConfuParams<B: Backend> {
     pub soft_prompt: Param<Tensor<B, 2>>,
     pub contemplate: Moe<B>,
     pub future: Moe<B>,
+    /// Present iff the options' `future_slot_gain` is on.
+    pub slot_gain: Option<SlotGain<B>>,
 }
 
 /// The widths the parameters must have.
@@ -32,6 +36,8 @@ pub struct ConfuDims {
     pub target_hidden: usize,
     /// The draft head's hidden size.
     pub draft_hidden: usize,
+    /// The draft head's key/value heads.
+    pub draft_kv_heads: usize,
 }
 
 impl<B: Backend> ConfuParams<B> {
@@ -42,6 +48,9 @@ impl<B: Backend> ConfuParams<B> {
             soft_prompt: lazy([o.soft_prompt_len, d], device),
             contemplate: Moe::new(n, 3 * d, d, device),
             future: Moe::new(n, dd, dd, device),
+            slot_gain: o
+                .future_slot_gain
+                .then(|| SlotGain::new(dims.draft_kv_heads, device)),
         }
     }
 
@@ -69,7 +78,7 @@ impl<B: Backend> ConfuParams<B> {
 
     /// Where training starts: soft-prompt rows and expert embeddings are the target's embeddings
     /// of seeded random tokens (so they start at the scale real inputs have), routers N(0, 0.02²)
-    /// (near-uniform routing). `embed` is the target's table, row-major `[vocab, d]`.
+    /// (near-uniform routing), slot log-gains 0 (the paper's slot). `embed` is the target's table, row-major `[vocab, d]`.
     pub fn init_for_training(
         o: &ConfuOptions,
         dims: ConfuDims,
@@ -106,6 +115,9 @@ struct FromTokenEmbeddings<'a> {
 impl TensorValues for FromTokenEmbeddings<'_> {
     fn values(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let n: usize = shape.iter().product();
+        if name.starts_with("slot_gain.") {
+            return Ok(vec![0.0; n]);
+        }
         let vocab = self.embed.len() / self.width.max(1);
         let rows_of_embeddings = !name.ends_with("router.weight")
             && shape.len() == 2

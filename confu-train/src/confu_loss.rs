@@ -26,6 +26,8 @@ pub struct PartScales {
     pub soft_prompt: f64,
     pub contemplate: f64,
     pub future: f64,
+    /// The future slot's gains (with `future_slot_gain` on).
+    pub slot_gain: f64,
 }
 
 impl Default for PartScales {
@@ -35,6 +37,7 @@ impl Default for PartScales {
             soft_prompt: 1.0,
             contemplate: 1.0,
             future: 1.0,
+            slot_gain: 1.0,
         }
     }
 }
@@ -159,6 +162,10 @@ impl<B: Backend> ConfuForward<'_, B> {
         let positions: Vec<usize> = anchors.iter().flatten().map(|&a| a + 1).collect();
         let rope = RopeRows::new(&c.rope, &c.rope.inv_freq(), &positions, &device);
         let (k, v) = net.head.slot_kv(g, e_f, &rope, &ops);
+        let (k, v) = match &net.confu.slot_gain {
+            Some(gain) => gain.apply(k, v),
+            None => (k, v),
+        };
         let slots = FutureSlots {
             k,
             v,

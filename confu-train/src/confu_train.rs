@@ -77,6 +77,7 @@ impl Validate for ConfuSettings {
             ("confu.lr_scale.soft_prompt", s.soft_prompt),
             ("confu.lr_scale.contemplate", s.contemplate),
             ("confu.lr_scale.future", s.future),
+            ("confu.lr_scale.slot_gain", s.slot_gain),
         ] {
             in_range(field, v, 0.0, 1e3, false)?;
         }
@@ -94,7 +95,7 @@ impl<B: Backend> Trainable<Autodiff<B>> for ConfuNet<Autodiff<B>> {
         grads: &mut <Autodiff<B> as burn::tensor::backend::AutodiffBackend>::Gradients,
     ) -> Vec<(f64, GradientsParams)> {
         let s = self.scales;
-        vec![
+        let mut groups = vec![
             (s.head, GradientsParams::from_module(grads, &self.head)),
             (
                 s.soft_prompt,
@@ -108,7 +109,11 @@ impl<B: Backend> Trainable<Autodiff<B>> for ConfuNet<Autodiff<B>> {
                 s.future,
                 GradientsParams::from_module(grads, &self.confu.future),
             ),
-        ]
+        ];
+        if let Some(gain) = &self.confu.slot_gain {
+            groups.push((s.slot_gain, GradientsParams::from_module(grads, gain)));
+        }
+        groups
     }
 }
 
@@ -198,6 +203,7 @@ pub fn train_confu<B: Backend>(
     let dims = ConfuDims {
         target_hidden: c.hidden_size,
         draft_hidden: init.config.hidden_size,
+        draft_kv_heads: init.config.shape.kv_heads,
     };
     let table: Vec<f32> = target.embed_tokens().to_host();
     let params = ConfuParams::init_for_training(options, dims, &table, settings.seed, &device)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::backend::Autodiff;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
 use confu_core::{PortableOps, ToHost};
@@ -80,11 +80,26 @@ fn loss_and_grads(
     let dims = ConfuDims {
         target_hidden: 32,
         draft_hidden: 32,
+        draft_kv_heads: dc.shape.kv_heads,
     };
     let table = t.embed_tokens().to_host();
+    let mut confu =
+        ConfuParams::<Ad>::init_for_training(options, dims, &table, 9, &device).unwrap();
+    if let Some(gain) = &mut confu.slot_gain {
+        // Gains other than 1, different per head, so that their use is checked too.
+        let heads = dims.draft_kv_heads;
+        let logs = |s: f32| {
+            Tensor::from_floats(
+                &*(0..heads).map(|h| s * (h as f32 + 1.0)).collect::<Vec<_>>(),
+                &device,
+            )
+        };
+        gain.log_k = Param::from_tensor(logs(0.7));
+        gain.log_v = Param::from_tensor(logs(-0.4));
+    }
     let net = ConfuNet {
         head,
-        confu: ConfuParams::<Ad>::init_for_training(options, dims, &table, 9, &device).unwrap(),
+        confu,
         scales: PartScales::default(),
     };
     let vocab = VocabMap::new(&d2t, &t2d);
@@ -143,6 +158,11 @@ fn loss_and_grads(
         "future.router.weight",
         p.future.router.weight.val().grad(&grads),
     );
+    if let Some(gain) = &p.slot_gain {
+        let as_row = |g: Option<Tensor<Cpu, 1>>| g.map(|g| g.unsqueeze::<2>());
+        take("slot_gain.log_k", as_row(gain.log_k.val().grad(&grads)));
+        take("slot_gain.log_v", as_row(gain.log_v.val().grad(&grads)));
+    }
     take("fc.weight", net.head.fc.weight.val().grad(&grads));
     take(
         "midlayer.self_attn.k_proj.weight",
@@ -162,6 +182,15 @@ fn anchor_rows_and_future_slots_match_the_naive_reference() {
     let cases = [
         ("MoE, l=4, 3 layers", moe.clone(), 3, 4),
         ("MoE, l=1, 4 layers", moe.clone(), 4, 1),
+        (
+            "MoE, l=4, learned slot gains",
+            ConfuOptions {
+                future_slot_gain: true,
+                ..moe.clone()
+            },
+            3,
+            4,
+        ),
         (
             "static, l=2, last-layer f, [con] at its node's position",
             ConfuOptions {
@@ -326,6 +355,7 @@ fn training_moves_the_trained_parts_only_and_resumes_exactly() {
         ConfuDims {
             target_hidden: 32,
             draft_hidden: 32,
+            draft_kv_heads: init.config.shape.kv_heads,
         },
         &target.embed_tokens().to_host(),
         settings(2).seed,
@@ -342,10 +372,15 @@ fn training_moves_the_trained_parts_only_and_resumes_exactly() {
 fn an_exported_confu_folder_loads_and_decodes_losslessly() {
     let dir = tempfile::tempdir().unwrap();
     let (target, init) = folders(dir.path());
+    // With the learned slot gains, so that they are trained, saved, loaded and decoded with too.
+    let options = ConfuOptions {
+        future_slot_gain: true,
+        ..small()
+    };
     let trained = train_confu(
         &target,
         &init,
-        &small(),
+        &options,
         &settings(2),
         &ConfuSettings {
             ttt_steps: 2,
@@ -376,6 +411,11 @@ fn an_exported_confu_folder_loads_and_decodes_losslessly() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("confu.replication"), "{e}");
+    let gain = trained.net.confu.slot_gain.as_ref().expect("slot gain");
+    assert!(
+        gain.gains().0.iter().all(|&g| g != 1.0),
+        "the slot gains did not train"
+    );
     let out = dir.path().join("confu");
     trained.export(Some(0), Some(1), &out).unwrap();
     assert!(ConfuHead::<Cpu>::is_confu_folder(&out));

@@ -44,7 +44,8 @@ fn main() -> confu_core::Result<()> {
         let fused = confu.head.fuse(ops.as_ref(), anchor.clone());
         let (k, renorm) = (opts.top_k_expert, opts.renormalize);
         let (e_f, _) = con.params.future.route(fused, k, renorm, ops.as_ref());
-        drafter.set_future_slot(e_f, f.clone(), drafter.len() + path.len())?;
+        let gain = con.params.slot_gain.as_ref();
+        drafter.set_future_slot(e_f, f.clone(), drafter.len() + path.len(), gain)?;
         let idx = confu_core::index_tensor(&path, target.device());
         drafter.extend(features.clone().select(0, idx), &next)?;
         let t = drafter.draft_tree(root, tree)?;

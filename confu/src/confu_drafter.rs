@@ -39,6 +39,7 @@ impl<B: Backend> ConfuHead<B> {
         let dims = ConfuDims {
             target_hidden: target.config().hidden_size,
             draft_hidden: head.config.hidden_size,
+            draft_kv_heads: head.config.shape.kv_heads,
         };
         let params = ConfuParams::load(dir, &options, dims, target.device())?;
         Self::from_parts(target, Arc::new(head), options, params)
@@ -206,7 +207,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             .route(fused, o.top_k_expert, o.renormalize, ops.as_ref());
         let state = self.state()?;
         let position = state.len() + obs.path.len();
-        state.set_future_slot(e_f, f, position)?;
+        state.set_future_slot(e_f, f, position, c.params.slot_gain.as_ref())?;
         state.extend(path_features, obs.next)?;
         self.embedding = Some(c.embedding(anchor, ops.as_ref()).0);
         Ok(())

@@ -322,6 +322,7 @@ fn draft_with_the_future_slot_matches_the_reference() {
             e_f.clone(),
             tensor2(&t["f"]),
             slot_position,
+            None,
         )
         .unwrap();
         let mut vis = Visibility::causal(1, 0, n);
@@ -355,7 +356,7 @@ fn draft_with_the_future_slot_matches_the_reference() {
             ops.clone(),
             n + tree.depth * tree.top_k + 1,
         );
-        d.set_future_slot(e_f, tensor2(&t["f"]), slot_position)
+        d.set_future_slot(e_f, tensor2(&t["f"]), slot_position, None)
             .unwrap();
         d.extend(hidden_in, &ids).unwrap();
         let ours = d.draft_tree(*ids.last().unwrap(), tree).unwrap();

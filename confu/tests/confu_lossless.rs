@@ -30,6 +30,7 @@ fn random_confu(target: &TargetModel<Cpu>, options: ConfuOptions) -> ConfuHead<C
     let dims = ConfuDims {
         target_hidden: target.config().hidden_size,
         draft_hidden: dc.hidden_size,
+        draft_kv_heads: dc.shape.kv_heads,
     };
     let params = ConfuParams::random(&options, dims, 5, target.device());
     ConfuHead::from_parts(target, Arc::new(head), options, params).unwrap()
