@@ -9,7 +9,7 @@
 # checkpoint. The target and first head take about 2 hours on 2 CPU cores, the ConFu ablation
 # (docs/confu.md) about 6 more; see docs/testbed.md for what each stage produces.
 # Settings: testbed/lm.json, testbed/eagle3.json, testbed/ablation/*.json. CORPUS overrides
-# ../shared/corpus; BASE_CHUNKS (default 2) sets how long the ablation's base head trains.
+# ../shared/corpus; BASE_CHUNKS (default 4) sets how long the ablation's base head trains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,7 +62,7 @@ stage "ablation: the EAGLE-3 base, continued until its dev loss flattens"
 A=$WORK/ablation
 mkdir -p "$A"
 prev=$WORK/draft
-for k in $(seq 1 "${BASE_CHUNKS:-2}"); do
+for k in $(seq 1 "${BASE_CHUNKS:-4}"); do
   out=$A/base-$k
   if [ ! -f "$out/model.safetensors" ]; then
     "$CONFU" train eagle3 --target "$WORK/target" --corpus "$CORPUS" --init "$prev" --seed "$k" \

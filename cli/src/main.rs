@@ -5,6 +5,7 @@
 mod backend;
 mod bench;
 mod bench_spec;
+mod check;
 mod embedded;
 mod eval;
 mod generate;
@@ -42,6 +43,9 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the reference checks (HF parity, official EAGLE-3 runs, ConFu reference runs, greedy
+    /// speculative == vanilla) on a device, one line per check.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,10 @@ fn main() -> ExitCode {
             backend::dispatch(&device, args)
         }
         Command::Eval(args) => {
+            let device = args.device.clone();
+            backend::dispatch(&device, args)
+        }
+        Command::Check(args) => {
             let device = args.device.clone();
             backend::dispatch(&device, args)
         }

@@ -7,6 +7,7 @@
 //! ConFu), metrics and the evaluation harness join here as they are built.
 
 pub mod bootstrap;
+pub mod check;
 pub mod confu_drafter;
 pub mod drafting;
 pub mod engine;

@@ -168,10 +168,15 @@ pub fn fixture_roots() -> Vec<PathBuf> {
     roots
 }
 
-/// Every folder directly under `<root>/<kind>/` of every root, sorted per root.
+/// Every folder directly under `<root>/<kind>/` of every root in use, sorted per root.
 pub fn fixture_dirs(kind: &str) -> Vec<PathBuf> {
+    fixture_dirs_in(&fixture_roots(), kind)
+}
+
+/// Every folder directly under `<root>/<kind>/` of each of `roots`, sorted per root.
+pub fn fixture_dirs_in(roots: &[PathBuf], kind: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    for root in fixture_roots() {
+    for root in roots {
         let Ok(entries) = std::fs::read_dir(root.join(kind)) else {
             continue;
         };

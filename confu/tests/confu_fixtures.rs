@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use backend_cpu::Cpu;
 use burn::tensor::{Tensor, TensorData};
 use confu::reference::{fixture_folders, fixture_models, read_tensors, rel_l2, RefTensor};
-use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
+use confu::ConfuHead;
 use confu_core::{DraftTree, KvCache, ToHost, Visibility};
 use confu_draft::{Eagle3Drafter, TreeSettings};
 use confu_model::{feature_taps, LogitRows, ModelInput, TargetModel};
@@ -372,69 +371,18 @@ fn draft_with_the_future_slot_matches_the_reference() {
 
 #[test]
 fn greedy_runs_match_the_reference() {
+    // The check `confu check` runs on any device: output ids, accepted drafts per round, rounds
+    // and the node each round's `f` came from.
     for f in fixtures() {
-        let Some((json, t)) = load(&f.dir, "greedy_generate") else {
-            continue;
-        };
-        let prompt = t["prompt_ids"].ids().unwrap();
-        let ids = t["ids"].ids().unwrap();
+        let (_, t) = load(&f.dir, "greedy_generate").expect("greedy_generate case");
         assert_eq!(
-            ids,
+            t["ids"].ids().unwrap(),
             t["plain_greedy_ids"].ids().unwrap(),
             "reference self-check"
         );
-        let max_new = json["settings"]["max_new_tokens"].as_u64().unwrap() as usize + 1;
-        let engine = Engine::with_mode(
-            f.target.clone(),
-            DraftMode::Confu {
-                confu: f.confu.clone(),
-                tree: tree_settings(&json),
-            },
-        )
-        .unwrap();
-        let g = engine
-            .generate(
-                &prompt,
-                &GenerationConfig {
-                    max_new_tokens: max_new,
-                    ..Default::default()
-                },
-                |_| {},
-            )
-            .unwrap();
-        let all: Vec<u32> = g.rounds.iter().flat_map(|r| r.tokens.clone()).collect();
-        let lens: Vec<i64> = g.rounds.iter().map(|r| r.accepted_drafts as i64).collect();
-        assert_eq!(
-            lens,
-            t["accept_lengths"].i64().unwrap(),
-            "{}: accepted tokens per round",
-            f.name
-        );
-        assert_eq!(
-            g.rounds.len() as i64,
-            t["rounds"].i64().unwrap()[0],
-            "{}: rounds",
-            f.name
-        );
-        let q: Vec<i64> = g
-            .rounds
-            .iter()
-            .map(|r| r.future_node.unwrap() as i64)
-            .collect();
-        assert_eq!(
-            q,
-            t["q_nodes"].i64().unwrap(),
-            "{}: f's node per round",
-            f.name
-        );
-        assert_eq!(all, ids[prompt.len()..], "{}: output ids", f.name);
-        println!(
-            "confu {}: greedy run: {} rounds, {} tokens, tau {:.2}, ids, accept lengths and f nodes equal ... ok",
-            f.name,
-            g.rounds.len(),
-            all.len(),
-            g.tau()
-        );
-        let _ = Arc::strong_count(&f.confu.head);
+        let lines = confu::check::confu_runs(&f.dir, backend_cpu::ops(), &Default::default());
+        assert_eq!(lines.len(), 1, "{}", f.name);
+        println!("{}", lines[0]);
+        assert!(lines[0].passed, "{}", lines[0]);
     }
 }
