@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use confu_core::{Error, Result};
+use confu_draft::TreeSettings;
 use safetensors::{Dtype, SafeTensors};
 
 /// A tensor read from a reference file, kept on the host.
@@ -188,4 +189,20 @@ pub fn fixture_dirs_in(roots: &[PathBuf], kind: &str) -> Vec<PathBuf> {
         dirs.extend(found);
     }
     dirs
+}
+
+/// The tree of a fixture case's `settings` (`total_token`, `depth`, `top_k`, as the official
+/// EAGLE code names them).
+pub fn fixture_tree(settings: &serde_json::Value) -> std::result::Result<TreeSettings, String> {
+    let n = |k: &str| {
+        settings[k]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| format!("settings.{k} is missing"))
+    };
+    Ok(TreeSettings {
+        total_tokens: n("total_token")?,
+        depth: n("depth")?,
+        top_k: n("top_k")?,
+    })
 }

@@ -116,16 +116,7 @@ fn prompt_pass(
 }
 
 fn tree_settings(json: &serde_json::Value) -> TreeSettings {
-    let n = |k: &str| {
-        json["settings"][k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("settings.{k}")) as usize
-    };
-    TreeSettings {
-        total_tokens: n("total_token"),
-        depth: n("depth"),
-        top_k: n("top_k"),
-    }
+    confu::reference::fixture_tree(&json["settings"]).unwrap()
 }
 
 #[test]

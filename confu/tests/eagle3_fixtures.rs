@@ -69,18 +69,8 @@ fn settings(dir: &Path, stem: &str) -> (serde_json::Value, HashMap<String, RefTe
     )
 }
 
-/// `total_token`, `depth`, `top_k` of a fixture's `settings`.
 fn tree_settings(json: &serde_json::Value) -> TreeSettings {
-    let n = |k: &str| {
-        json["settings"][k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("settings.{k}")) as usize
-    };
-    TreeSettings {
-        total_tokens: n("total_token"),
-        depth: n("depth"),
-        top_k: n("top_k"),
-    }
+    confu::reference::fixture_tree(&json["settings"]).unwrap()
 }
 
 fn tensor2(t: &RefTensor) -> Tensor<Cpu, 2> {

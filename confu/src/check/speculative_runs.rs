@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use confu_core::Ops;
-use confu_draft::{Eagle3Head, TreeSettings};
+use confu_draft::Eagle3Head;
 use confu_model::TargetModel;
 
 use super::CheckLine;
 use crate::greedy_rule::check_greedy;
-use crate::reference::{fixture_models, read_tensors, RefTensor};
+use crate::reference::{fixture_models, fixture_tree, read_tensors, RefTensor};
 use crate::{ConfuHead, DraftMode, Engine, Generation, GenerationConfig};
 
 type Tensors = HashMap<String, RefTensor>;
@@ -43,7 +43,7 @@ pub fn eagle3_runs<B: Backend>(
             let name = format!("eagle3/{fixture} {stem} vs eagenerate");
             let run = || -> Result<CheckLine, String> {
                 let (json, t) = case(dir, &stem)?;
-                let tree = settings_tree(&json["settings"])?;
+                let tree = fixture_tree(&json["settings"])?;
                 let mode = DraftMode::Eagle3 {
                     head: head.clone(),
                     tree,
@@ -73,7 +73,7 @@ pub fn confu_runs<B: Backend>(
         let target = TargetModel::<B>::load(&target_dir, ops, device).map_err(|e| e.to_string())?;
         let confu = ConfuHead::load(&draft_dir, &target).map_err(|e| e.to_string())?;
         let (json, t) = case(dir, "greedy_generate")?;
-        let tree = settings_tree(&json["settings"])?;
+        let tree = fixture_tree(&json["settings"])?;
         let want = Expected::read(&t, "ids", "rounds", Some("q_nodes"))?;
         let max_new = max_new_tokens(&json)?;
         let mode = DraftMode::Confu { confu, tree };
@@ -230,21 +230,6 @@ fn max_new_tokens(json: &serde_json::Value) -> Result<usize, String> {
         .as_u64()
         .map(|n| n as usize + 1)
         .ok_or_else(|| "settings.max_new_tokens is missing".into())
-}
-
-/// `total_token`, `depth`, `top_k` of a case's settings.
-fn settings_tree(settings: &serde_json::Value) -> Result<TreeSettings, String> {
-    let n = |k: &str| {
-        settings[k]
-            .as_u64()
-            .map(|v| v as usize)
-            .ok_or_else(|| format!("settings.{k} is missing"))
-    };
-    Ok(TreeSettings {
-        total_tokens: n("total_token")?,
-        depth: n("depth")?,
-        top_k: n("top_k")?,
-    })
 }
 
 fn case(dir: &Path, stem: &str) -> Result<(serde_json::Value, Tensors), String> {
