@@ -22,6 +22,23 @@ pub fn ops() -> Arc<dyn Ops<Cpu>> {
     Arc::new(CpuOps)
 }
 
+/// Runs `work` on a worker thread of rayon's global pool and returns its result.
+///
+/// The kernels fork work onto that pool many times per decode step. Called from an outside thread,
+/// each fork wakes the workers and parks the caller, and between forks the woken workers spin for
+/// work while the caller runs the step's sequential parts: on a machine with few cores that is one
+/// thread more than there are cores, and the scheduling cost exceeded the arithmetic of a small
+/// model's step (`docs/performance.md`). Inside the pool the caller *is* a worker, so a fork costs a
+/// deque push and the sequential parts run without a competing thread.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    let mut out = None;
+    rayon::scope(|s| s.spawn(|_| out = Some(work())));
+    out.expect("the scope ran its only task")
+}
+
 /// Parse a `--device` value for this backend (`cpu`).
 pub fn device(spec: &str) -> Result<CpuDevice> {
     match spec {

@@ -57,7 +57,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = backend_cpu::on_pool(move || run(cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing is lost that anyone reads.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> confu_core::Result<()> {
+    match command {
         Command::Generate(args) => {
             let device = args.device.clone();
             backend::dispatch(&device, args)
@@ -79,15 +92,6 @@ fn main() -> ExitCode {
         Command::Bench(bench::BenchCommand::Spec(args)) => {
             let device = args.device.clone();
             backend::dispatch(&device, args)
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // The reader of our output went away (`| head`): nothing is lost that anyone reads.
-        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
         }
     }
 }
