@@ -12,7 +12,7 @@
 //! Larger matmuls (prefill) stay with burn-flex's blocked GEMM.
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Bool, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bool, DType, Tensor, TensorData, TensorPrimitive};
 use confu_core::ops::portable;
 use confu_core::Ops;
 use rayon::prelude::*;
@@ -73,6 +73,75 @@ impl Ops<Cpu> for CpuOps {
         Tensor::from_data(TensorData::new(data, [rows, out]), &device)
     }
 
+    fn rope(
+        &self,
+        x: Tensor<Cpu, 3>,
+        cos: &Tensor<Cpu, 2>,
+        sin: &Tensor<Cpu, 2>,
+    ) -> Tensor<Cpu, 3> {
+        // The portable body is six strided burn ops and four temporaries per call; this is one
+        // pass. `x * c + r * s` as separate multiplies and an add, as the portable ops round it,
+        // so the result is bit-identical.
+        let [rows, heads, d] = x.dims();
+        let (xt, ct, st) = (float(x.clone()), float(cos.clone()), float(sin.clone()));
+        let (Some(xs), Some(cs), Some(ss)) = (
+            Strided::of(&xt),
+            ct.as_slice::<f32>().filter(|c| c.len() == rows * d),
+            st.as_slice::<f32>().filter(|s| s.len() == rows * d),
+        ) else {
+            return portable::rope(x, cos, sin);
+        };
+        let half = d / 2;
+        let mut out = vec![0f32; rows * heads * d];
+        for (i, dst) in out.chunks_exact_mut(d).enumerate() {
+            let (r, h) = (i / heads, i % heads);
+            let src = xs.row(r, h);
+            let (c, s) = (&cs[r * d..(r + 1) * d], &ss[r * d..(r + 1) * d]);
+            for j in 0..d {
+                let rotated = if j < half {
+                    -src[j + half]
+                } else {
+                    src[j - half]
+                };
+                dst[j] = src[j] * c[j] + rotated * s[j];
+            }
+        }
+        Tensor::from_data(TensorData::new(out, [rows, heads, d]), &x.device())
+    }
+
+    fn write_slots(
+        &self,
+        dst: Tensor<Cpu, 3>,
+        start: usize,
+        rows: Tensor<Cpu, 3>,
+    ) -> Tensor<Cpu, 3> {
+        // burn-flex's `slice_assign` copies the whole destination even when nothing else holds
+        // it: for the KV cache that was a copy of every layer's cache on every forward.
+        let [a, slots, d] = dst.dims();
+        let [ra, n, rd] = rows.dims();
+        let mut dt = float(dst);
+        let rt = float(rows);
+        let whole = dt.layout().contiguous_offsets() == Some((0, a * slots * d))
+            && dt.bytes().len() == a * slots * d * 4;
+        if let (true, true, Some(src)) = (
+            whole && ra == a && rd == d && start + n <= slots && dt.dtype() == DType::F32,
+            dt.is_unique(),
+            Strided::of(&rt),
+        ) {
+            let buf = dt.try_storage_mut::<f32>().expect("checked unique");
+            for h in 0..a {
+                for r in 0..n {
+                    let at = (h * slots + start + r) * d;
+                    buf[at..at + d].copy_from_slice(src.row(h, r));
+                }
+            }
+            return Tensor::from_primitive(TensorPrimitive::Float(dt));
+        }
+        let dst = Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(dt));
+        let rows = Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(rt));
+        dst.slice_assign([0..ra, start..start + n, 0..rd], rows)
+    }
+
     fn attention(
         &self,
         q: Tensor<Cpu, 3>,
@@ -104,39 +173,85 @@ impl Ops<Cpu> for CpuOps {
             },
             |(scores, idx, qrow), (task, dst)| {
                 let (h, r) = (task / rows, task % rows);
-                let kvh = h / group;
                 qa.read(h, r, qrow);
-                scores.clear();
-                idx.clear();
-                let row_mask = mask_host.as_ref().map(|m| &m[r * keys..(r + 1) * keys]);
-                let mut max = f32::NEG_INFINITY;
-                for j in 0..keys {
-                    if row_mask.is_some_and(|m| m[j]) {
-                        continue;
-                    }
-                    let s = dot(qrow, ka.row(kvh, j)) * scale;
-                    max = max.max(s);
-                    scores.push(s);
-                    idx.push(j);
-                }
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                dst.fill(0.0);
-                for (&p, &j) in scores.iter().zip(idx.iter()) {
-                    for (o, &x) in dst.iter_mut().zip(va.row(kvh, j)) {
-                        *o += p * x;
-                    }
-                }
-                let inv = 1.0 / sum;
-                for o in dst.iter_mut() {
-                    *o *= inv;
-                }
+                let row = AttendRow {
+                    q: qrow,
+                    k: &ka,
+                    v: &va,
+                    kv_head: h / group,
+                    keys,
+                    masked_out: mask_host.as_ref().map(|m| &m[r * keys..(r + 1) * keys]),
+                    scale,
+                };
+                row.run(scores, idx, dst);
             },
         );
         Tensor::from_data(TensorData::new(out, [heads, rows, d]), &device)
+    }
+}
+
+/// One query row of one head against the keys its mask lets it see.
+struct AttendRow<'a> {
+    q: &'a [f32],
+    k: &'a Strided<'a>,
+    v: &'a Strided<'a>,
+    kv_head: usize,
+    keys: usize,
+    masked_out: Option<&'a [bool]>,
+    scale: f32,
+}
+
+impl AttendRow<'_> {
+    /// Softmax-weighted sum of the visible values into `dst`. The body is compiled once for
+    /// AVX2+FMA and once portably and picked at run time, as the GEMV is; both round every step
+    /// the same way (the dot products are [`dot_body`]'s, the sums separate multiplies and adds).
+    fn run(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                unsafe { self.run_avx2(scores, idx, dst) };
+                return;
+            }
+        }
+        self.body(scores, idx, dst);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        self.body(scores, idx, dst);
+    }
+
+    #[inline(always)]
+    fn body(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        scores.clear();
+        idx.clear();
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..self.keys {
+            if self.masked_out.is_some_and(|m| m[j]) {
+                continue;
+            }
+            let s = dot_body(self.q, self.k.row(self.kv_head, j)) * self.scale;
+            max = max.max(s);
+            scores.push(s);
+            idx.push(j);
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        dst.fill(0.0);
+        for (&p, &j) in scores.iter().zip(idx.iter()) {
+            for (o, &x) in dst.iter_mut().zip(self.v.row(self.kv_head, j)) {
+                *o += p * x;
+            }
+        }
+        let inv = 1.0 / sum;
+        for o in dst.iter_mut() {
+            *o *= inv;
+        }
     }
 }
 
@@ -166,7 +281,7 @@ struct Strided<'a> {
 
 impl<'a> Strided<'a> {
     fn of(t: &'a FlexTensor) -> Option<Self> {
-        if t.dtype() != burn::tensor::DType::F32 {
+        if t.dtype() != DType::F32 {
             return None;
         }
         let layout = t.layout();
@@ -193,17 +308,7 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// Dot product with 16 independent accumulators so that LLVM vectorises it; the summation order
-/// depends only on the length, which keeps results reproducible across calls. On x86-64 the same
-/// body is also compiled for AVX2+FMA and picked at run time (the portable build targets SSE2).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut out = [0f32];
-    dots(&[a], b, &mut out);
-    out[0]
-}
-
-/// `out[r] = dot(xs[r], w)` for up to four rows, loading each piece of `w` once for all of them.
+/// `out[r] = dot_body(xs[r], w)` for up to four rows, loading each piece of `w` once for all of them.
 /// Every row keeps its own 16 accumulators and the summation order of [`dot_body`], so a row's
 /// result is bit-identical whichever rows share the call (the property the readiness tests and
 /// ConFu's hidden rows rely on).
@@ -276,6 +381,9 @@ unsafe fn dots_avx2<const R: usize>(xs: &[&[f32]], w: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Dot product with 16 independent accumulators so that LLVM vectorises it; the summation order
+/// depends only on the length, which keeps results reproducible across calls. Inlined into
+/// callers compiled for AVX2+FMA, `mul_add` becomes the FMA instruction.
 #[inline(always)]
 fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 16;
@@ -362,6 +470,54 @@ mod tests {
                 .collect();
             assert_eq!(one, scalar, "row {r}: SIMD kernel differs from dot_body");
         }
+    }
+
+    #[test]
+    fn rope_is_bit_identical_to_portable() {
+        // A strided x (as q and k leave the projections) and odd row counts.
+        for rows in [1, 5] {
+            let x = tensor([4, rows, 8], 3).swap_dims(0, 1);
+            let cos = tensor([rows, 8], 4);
+            let sin = tensor([rows, 8], 5);
+            let ours: Vec<f32> = CpuOps
+                .rope(x.clone(), &cos, &sin)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let theirs: Vec<f32> = portable::rope(x, &cos, &sin).into_data().to_vec().unwrap();
+            assert_eq!(ours, theirs, "rows {rows}");
+        }
+    }
+
+    #[test]
+    fn write_slots_matches_portable_in_place_and_when_shared() {
+        let dst = tensor([2, 9, 5], 1);
+        // Rows as attention produces them: a transposed, non-contiguous view.
+        let rows = tensor([3, 2, 5], 2).swap_dims(0, 1);
+        let expected: Vec<f32> =
+            Ops::<Cpu>::write_slots(&PortableOps, dst.clone(), 4, rows.clone())
+                .into_data()
+                .to_vec()
+                .unwrap();
+        // `dst` is shared with `kept` here, so the kernel must not write into `kept`.
+        let kept = dst.clone();
+        let shared: Vec<f32> = CpuOps
+            .write_slots(dst, 4, rows.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(shared, expected);
+        let before: Vec<f32> = kept.clone().into_data().to_vec().unwrap();
+        assert_eq!(
+            before,
+            tensor([2, 9, 5], 1).into_data().to_vec::<f32>().unwrap()
+        );
+        let alone: Vec<f32> = CpuOps
+            .write_slots(kept, 4, rows)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(alone, expected);
     }
 
     #[test]

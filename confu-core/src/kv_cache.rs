@@ -6,9 +6,11 @@
 //! the main region, filled in order by appends. Speculative decoding writes a whole tree, then
 //! keeps only the accepted path ([`KvCache::keep`]), so compaction is a first-class operation.
 
+use std::sync::Arc;
+
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use crate::{Error, Result};
+use crate::{Error, Ops, Result};
 
 /// Operations the decode loop needs from a cache, whatever its layout.
 pub trait KvCache {
@@ -33,10 +35,12 @@ struct LayerKv<B: Backend> {
     v: Tensor<B, 3>,
 }
 
-/// A dense preallocated cache.
+/// A dense preallocated cache. Writes go through the backend's [`Ops::write_slots`], which
+/// writes in place where the backend can.
 #[derive(Debug, Clone)]
 pub struct DenseKvCache<B: Backend> {
     layers: Vec<LayerKv<B>>,
+    ops: Arc<dyn Ops<B>>,
     reserved: usize,
     reserved_len: usize,
     len: usize,
@@ -52,6 +56,7 @@ impl<B: Backend> DenseKvCache<B> {
         reserved: usize,
         capacity: usize,
         device: &B::Device,
+        ops: Arc<dyn Ops<B>>,
     ) -> Self {
         let shape = [kv_heads, reserved + capacity, head_dim];
         let layers = (0..num_layers)
@@ -62,6 +67,7 @@ impl<B: Backend> DenseKvCache<B> {
             .collect();
         Self {
             layers,
+            ops,
             reserved,
             reserved_len: 0,
             len: 0,
@@ -135,11 +141,9 @@ impl<B: Backend> DenseKvCache<B> {
                 slot.v.clone().slice(view),
             );
         }
-        let range = [0..kv_heads, start..start + rows, 0..head_dim];
-        slot.k = std::mem::replace(&mut slot.k, Tensor::empty([0, 0, 0], &k.device()))
-            .slice_assign(range.clone(), k);
-        slot.v = std::mem::replace(&mut slot.v, Tensor::empty([0, 0, 0], &v.device()))
-            .slice_assign(range, v);
+        let ops = self.ops.as_ref();
+        slot.k = ops.write_slots(take(&mut slot.k), start, k);
+        slot.v = ops.write_slots(take(&mut slot.v), start, v);
         (
             slot.k.clone().slice(view.clone()),
             slot.v.clone().slice(view),
@@ -218,6 +222,13 @@ impl<B: Backend> DenseKvCache<B> {
     }
 }
 
+/// Move a tensor out of its place, leaving an empty one, so that the moved tensor is the only
+/// owner of its storage.
+fn take<B: Backend>(t: &mut Tensor<B, 3>) -> Tensor<B, 3> {
+    let device = t.device();
+    std::mem::replace(t, Tensor::empty([0, 0, 0], &device))
+}
+
 /// Where a forward's rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {
@@ -276,20 +287,18 @@ impl<B: Backend> KvCache for DenseKvCache<B> {
             .map(|&s| (self.reserved + s) as i64)
             .collect();
         if !moved.is_empty() {
+            let ops = self.ops.as_ref();
             for slot in &mut self.layers {
                 let device = slot.k.device();
-                let [kv_heads, _, head_dim] = slot.k.dims();
                 let idx: Tensor<B, 1, Int> =
                     Tensor::from_data(TensorData::new(moved.clone(), [moved.len()]), &device);
-                let dst = [
-                    0..kv_heads,
-                    self.reserved + stay..self.reserved + keep.len(),
-                    0..head_dim,
-                ];
+                // The gathered rows are copies, so the cache is again its storage's only owner
+                // when they are written back.
                 let k_rows = slot.k.clone().select(1, idx.clone());
                 let v_rows = slot.v.clone().select(1, idx);
-                slot.k = slot.k.clone().slice_assign(dst.clone(), k_rows);
-                slot.v = slot.v.clone().slice_assign(dst, v_rows);
+                let at = self.reserved + stay;
+                slot.k = ops.write_slots(take(&mut slot.k), at, k_rows);
+                slot.v = ops.write_slots(take(&mut slot.v), at, v_rows);
             }
         }
         self.len = keep.len();
@@ -303,6 +312,10 @@ mod tests {
     use burn::backend::Flex;
 
     type B = Flex;
+
+    fn ops() -> Arc<dyn Ops<B>> {
+        Arc::new(crate::PortableOps)
+    }
 
     fn rows(values: &[f32]) -> Tensor<B, 3> {
         Tensor::from_data(
@@ -319,7 +332,7 @@ mod tests {
 
     #[test]
     fn append_keep_truncate() {
-        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 8, &Default::default());
+        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 8, &Default::default(), ops());
         c.write_and_view(0, Region::Main, rows(&[1., 2., 3., 4., 5.]), rows(&[0.; 5]));
         c.commit(Region::Main, 5);
         c.keep(&[0, 1, 3, 4]).unwrap();
@@ -332,7 +345,7 @@ mod tests {
 
     #[test]
     fn reserved_region_is_separate_and_checked() {
-        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 4, &Default::default());
+        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 4, &Default::default(), ops());
         c.write_and_view(0, Region::Reserved, rows(&[7., 8.]), rows(&[0.; 2]));
         c.commit(Region::Reserved, 2);
         let (k, _) = c.write_and_view(0, Region::Main, rows(&[1.]), rows(&[0.]));
@@ -344,10 +357,10 @@ mod tests {
 
     #[test]
     fn entries_move_between_caches_after_the_reserved_region() {
-        let mut a = DenseKvCache::<B>::new(1, 1, 1, 0, 4, &Default::default());
+        let mut a = DenseKvCache::<B>::new(1, 1, 1, 0, 4, &Default::default(), ops());
         a.write_and_view(0, Region::Main, rows(&[1., 2., 3.]), rows(&[4., 5., 6.]));
         a.commit(Region::Main, 3);
-        let mut b = DenseKvCache::<B>::new(1, 1, 1, 2, 3, &Default::default());
+        let mut b = DenseKvCache::<B>::new(1, 1, 1, 2, 3, &Default::default(), ops());
         b.install_reserved(&[(rows(&[7., 8.]), rows(&[0.; 2]))])
             .unwrap();
         b.append_entries(&a.main_entries()).unwrap();

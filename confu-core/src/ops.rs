@@ -32,6 +32,15 @@ pub trait Ops<B: Backend>: Send + Sync + Debug {
         portable::rope(x, cos, sin)
     }
 
+    /// `dst` with `rows` written at slots `start..start + n` of axis 1 (`dst: [a, slots, d]`,
+    /// `rows: [a, n, d]`). The KV cache writes through this; a backend whose tensors are
+    /// copy-on-write overrides it to write in place when `dst` holds its storage alone, so a write
+    /// costs the rows written rather than the whole cache.
+    fn write_slots(&self, dst: Tensor<B, 3>, start: usize, rows: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [a, n, d] = rows.dims();
+        dst.slice_assign([0..a, start..start + n, 0..d], rows)
+    }
+
     /// Scaled dot-product attention with grouped KV heads and an arbitrary visibility mask.
     ///
     /// `q: [heads, rows, d]`, `k`, `v: [kv_heads, keys, d]`, `masked_out: [rows, keys]` (`true` = may

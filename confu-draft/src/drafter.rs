@@ -35,7 +35,7 @@ pub struct Eagle3Drafter<B: Backend> {
 impl<B: Backend> Eagle3Drafter<B> {
     /// A drafter with room for `capacity` draft positions (real plus one tree's expansion).
     pub fn new(head: Arc<Eagle3Head<B>>, ops: Arc<dyn Ops<B>>, capacity: usize) -> Self {
-        let cache = head.new_cache(capacity);
+        let cache = head.new_cache(ops.clone(), capacity);
         Self::with_cache(head, ops, cache)
     }
 
@@ -45,7 +45,7 @@ impl<B: Backend> Eagle3Drafter<B> {
         ops: Arc<dyn Ops<B>>,
         capacity: usize,
     ) -> Self {
-        let cache = head.new_cache_with_reserved(1, capacity);
+        let cache = head.new_cache_with_reserved(ops.clone(), 1, capacity);
         Self::with_cache(head, ops, cache)
     }
 

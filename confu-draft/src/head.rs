@@ -13,6 +13,7 @@
 //! The module's field names are the official tensor names, walked by `confu_model::naming`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
@@ -253,15 +254,20 @@ impl<B: Backend> Eagle3Head<B> {
     }
 
     /// A one-layer cache for this head.
-    pub fn new_cache(&self, capacity: usize) -> DenseKvCache<B> {
-        self.new_cache_with_reserved(0, capacity)
+    pub fn new_cache(&self, ops: Arc<dyn Ops<B>>, capacity: usize) -> DenseKvCache<B> {
+        self.new_cache_with_reserved(ops, 0, capacity)
     }
 
     /// A one-layer cache with `reserved` slots before the main region (ConFu's future slot).
-    pub fn new_cache_with_reserved(&self, reserved: usize, capacity: usize) -> DenseKvCache<B> {
+    pub fn new_cache_with_reserved(
+        &self,
+        ops: Arc<dyn Ops<B>>,
+        reserved: usize,
+        capacity: usize,
+    ) -> DenseKvCache<B> {
         let s = self.config.shape;
         let device = self.embed_tokens.device();
-        DenseKvCache::new(1, s.kv_heads, s.head_dim, reserved, capacity, &device)
+        DenseKvCache::new(1, s.kv_heads, s.head_dim, reserved, capacity, &device, ops)
     }
 
     /// Write ConFu's future slot into the cache's reserved region: the row

@@ -157,6 +157,7 @@ impl<B: Backend> TargetModel<B> {
             reserved,
             capacity,
             &self.device,
+            self.ops.clone(),
         )
     }
 

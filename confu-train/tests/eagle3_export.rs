@@ -68,7 +68,7 @@ fn exported_head_loads_and_matches() {
         ids,
     );
     let train_logits: Vec<f32> = train_logits.into_data().to_vec().unwrap();
-    let mut cache = loaded.new_cache(t);
+    let mut cache = loaded.new_cache(backend_cpu::ops(), t);
     let positions: Vec<usize> = (0..t).collect();
     let out = loaded
         .forward(

@@ -305,7 +305,7 @@ fn draft_with_the_future_slot_matches_the_reference() {
         let slot_position = json["settings"]["slot_position"].as_u64().unwrap() as usize;
 
         // The head's rows with the slot, all at once.
-        let mut cache = head.new_cache_with_reserved(1, n);
+        let mut cache = head.new_cache_with_reserved(ops.clone(), 1, n);
         head.write_future_slot(
             ops.as_ref(),
             &mut cache,

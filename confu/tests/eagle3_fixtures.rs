@@ -145,14 +145,14 @@ fn draft_forward_matches_official() {
         let positions: Vec<usize> = (0..ids.len()).collect();
         let vis = confu_core::Visibility::causal(0, 0, ids.len());
         let ops = backend_cpu::ops();
-        let mut dc = f.head.new_cache(ids.len());
+        let mut dc = f.head.new_cache(backend_cpu::ops(), ids.len());
         let ours = f
             .head
             .forward(ops.as_ref(), &mut dc, taps, &draft_ids, &positions, &vis)
             .unwrap();
         let r_logits = rel_l2(&host(ours.logits), t["draft_logits"].f32().unwrap());
         let r_hidden = rel_l2(&host(ours.hidden), t["out_hidden"].f32().unwrap());
-        let mut dc = f.head.new_cache(ids.len());
+        let mut dc = f.head.new_cache(backend_cpu::ops(), ids.len());
         let theirs_in = f
             .head
             .forward(
