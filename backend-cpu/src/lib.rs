@@ -7,9 +7,15 @@ use std::sync::Arc;
 
 use confu_core::{Error, Ops, Result};
 
+mod attention;
+mod cache_write;
+mod cpu_ops;
+mod flex_view;
 mod gemv;
+mod rope;
 
-pub use gemv::CpuOps;
+pub use cpu_ops::CpuOps;
+pub use gemv::GEMV_MAX_ROWS;
 
 /// The concrete burn backend.
 pub type Cpu = burn::backend::Flex;

@@ -1,0 +1,147 @@
+//! Attention for decoding: one task per (head, query row), visiting only the keys its mask lets it
+//! see, in slot order. Hidden keys cost nothing (tree and contemplate masks are mostly hidden), and
+//! a row's output is bit-identical whatever other rows or hidden slots the forward carries — the
+//! property ConFu needs so that contemplate rows leave real logits untouched.
+
+use burn::tensor::{Bool, Tensor, TensorData};
+use confu_core::Ops;
+use rayon::prelude::*;
+
+use crate::flex_view::{float, Strided};
+use crate::gemv::{dot_body, has_avx2_fma};
+use crate::Cpu;
+
+/// [`confu_core::Ops::attention`] on the CPU.
+pub fn attention(
+    q: Tensor<Cpu, 3>,
+    k: Tensor<Cpu, 3>,
+    v: Tensor<Cpu, 3>,
+    masked_out: Option<Tensor<Cpu, 2, Bool>>,
+    scale: f64,
+) -> Tensor<Cpu, 3> {
+    let [heads, rows, d] = q.dims();
+    let [kv_heads, keys, _] = k.dims();
+    let device = q.device();
+    let (qt, kt, vt) = (float(q.clone()), float(k.clone()), float(v.clone()));
+    let (Some(qa), Some(ka), Some(va)) = (Strided::of(&qt), Strided::of(&kt), Strided::of(&vt))
+    else {
+        return confu_core::PortableOps.attention(q, k, v, masked_out, scale);
+    };
+    let mask_host: Option<Vec<bool>> =
+        masked_out.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
+    let group = heads / kv_heads;
+    let scale = scale as f32;
+    let mut out = vec![0f32; heads * rows * d];
+    out.par_chunks_mut(d).enumerate().for_each_init(
+        || {
+            (
+                Vec::<f32>::with_capacity(keys),
+                Vec::<usize>::with_capacity(keys),
+                vec![0f32; d],
+            )
+        },
+        |(scores, idx, qrow), (task, dst)| {
+            let (h, r) = (task / rows, task % rows);
+            qa.read(h, r, qrow);
+            let row = AttendRow {
+                q: qrow,
+                k: &ka,
+                v: &va,
+                kv_head: h / group,
+                keys,
+                masked_out: mask_host.as_ref().map(|m| &m[r * keys..(r + 1) * keys]),
+                scale,
+            };
+            row.run(scores, idx, dst);
+        },
+    );
+    Tensor::from_data(TensorData::new(out, [heads, rows, d]), &device)
+}
+
+/// One query row of one head against the keys its mask lets it see.
+struct AttendRow<'a> {
+    q: &'a [f32],
+    k: &'a Strided<'a>,
+    v: &'a Strided<'a>,
+    kv_head: usize,
+    keys: usize,
+    masked_out: Option<&'a [bool]>,
+    scale: f32,
+}
+
+impl AttendRow<'_> {
+    /// Softmax-weighted sum of the visible values into `dst`. The body is compiled once for
+    /// AVX2+FMA and once portably and picked at run time, as the GEMV is; both round every step
+    /// the same way (the dot products are [`dot_body`]'s, the sums separate multiplies and adds).
+    fn run(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                unsafe { self.run_avx2(scores, idx, dst) };
+                return;
+            }
+        }
+        self.body(scores, idx, dst);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        self.body(scores, idx, dst);
+    }
+
+    #[inline(always)]
+    fn body(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
+        scores.clear();
+        idx.clear();
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..self.keys {
+            if self.masked_out.is_some_and(|m| m[j]) {
+                continue;
+            }
+            let s = dot_body(self.q, self.k.row(self.kv_head, j)) * self.scale;
+            max = max.max(s);
+            scores.push(s);
+            idx.push(j);
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        dst.fill(0.0);
+        for (&p, &j) in scores.iter().zip(idx.iter()) {
+            for (o, &x) in dst.iter_mut().zip(self.v.row(self.kv_head, j)) {
+                *o += p * x;
+            }
+        }
+        let inv = 1.0 / sum;
+        for o in dst.iter_mut() {
+            *o *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flex_view::test_tensors::*;
+    use crate::CpuOps;
+    use confu_core::PortableOps;
+
+    #[test]
+    fn attention_matches_portable_with_gqa_mask_and_strides() {
+        let q = tensor([4, 3, 5], 1).swap_dims(0, 1).swap_dims(0, 1);
+        let k = tensor([2, 9, 5], 2).slice([0..2, 0..7, 0..5]);
+        let v = tensor([2, 9, 5], 3).slice([0..2, 0..7, 0..5]);
+        let masked_out: Vec<bool> = (0..21).map(|i| i % 3 == 1 && i % 7 != 0).collect();
+        let mask = Tensor::<Cpu, 2, Bool>::from_data(
+            TensorData::new(masked_out, [3, 7]),
+            &Default::default(),
+        );
+        let ours = CpuOps.attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), 0.4);
+        let theirs = Ops::<Cpu>::attention(&PortableOps, q, k, v, Some(mask), 0.4);
+        assert!(close(ours, theirs) < 1e-5);
+    }
+}
