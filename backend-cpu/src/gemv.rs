@@ -11,7 +11,7 @@ use crate::flex_view::{float, host_f32};
 use crate::Cpu;
 
 /// Up to this many rows, `linear` streams the weights instead of calling the blocked GEMM.
-pub const GEMV_MAX_ROWS: usize = 8;
+pub const GEMV_MAX_ROWS: usize = 16;
 
 /// Output features per parallel task in the GEMV: big enough to amortise scheduling, small enough
 /// to balance two to a few dozen cores.
@@ -32,17 +32,32 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
     let x_host = host_f32(x);
     let xs: Vec<&[f32]> = x_host.chunks_exact(inner).collect();
     let mut result = vec![0f32; out * rows];
-    // Computed as [out, rows] so each task owns a contiguous piece, then transposed. Each
-    // weight row is loaded once for up to four input rows.
+    // Computed as [out, rows] so each task owns a contiguous piece, then transposed.
+    #[cfg(target_arch = "x86_64")]
+    let wide = has_avx512f();
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
     result
         .par_chunks_mut(GEMV_CHUNK * rows)
         .enumerate()
         .for_each(|(chunk, dst)| {
             let first = chunk * GEMV_CHUNK;
-            for (j, outs) in dst.chunks_mut(rows).enumerate() {
-                let w_row = &w_data[(first + j) * inner..(first + j + 1) * inner];
-                for (block, o) in xs.chunks(4).zip(outs.chunks_mut(4)) {
-                    dots(block, w_row, o);
+            let w_row = |j: usize| &w_data[(first + j) * inner..(first + j + 1) * inner];
+            if wide {
+                // Tiles of 4 weight rows x 4 input rows: each load feeds four multiply-adds.
+                for (g, outs) in dst.chunks_mut(4 * rows).enumerate() {
+                    let ws: Vec<&[f32]> =
+                        (0..outs.len() / rows).map(|j| w_row(4 * g + j)).collect();
+                    for (b, block) in xs.chunks(4).enumerate() {
+                        tile(&ws, block, &mut outs[4 * b..], rows);
+                    }
+                }
+            } else {
+                // Each weight row is loaded once for up to four input rows.
+                for (j, outs) in dst.chunks_mut(rows).enumerate() {
+                    for (block, o) in xs.chunks(4).zip(outs.chunks_mut(4)) {
+                        dots(block, w_row(j), o);
+                    }
                 }
             }
         });
@@ -136,6 +151,81 @@ unsafe fn dots_avx2<const R: usize>(xs: &[&[f32]], w: &[f32], out: &mut [f32]) {
 /// Dot product with 16 independent accumulators so that LLVM vectorises it; the summation order
 /// depends only on the length, which keeps results reproducible across calls. Inlined into
 /// callers compiled for AVX2+FMA, `mul_add` becomes the FMA instruction.
+/// `out[j * stride + r] = dot_body(xs[r], ws[j])` for up to four weight rows and four input
+/// rows, with AVX-512: one 16-lane register per (weight row, input row) holds exactly the
+/// accumulators of [`dot_body`], so every output is bit-identical to it (and to the other
+/// kernels) whatever rows share the tile.
+#[cfg(target_arch = "x86_64")]
+fn tile(ws: &[&[f32]], xs: &[&[f32]], out: &mut [f32], stride: usize) {
+    macro_rules! go {
+        ($($j:literal, $r:literal);*) => {
+            match (ws.len(), xs.len()) {
+                // SAFETY: only called when the CPU supports AVX-512F (`has_avx512f`).
+                $(($j, $r) => unsafe { tile_avx512::<$j, $r>(ws, xs, out, stride) },)*
+                _ => unreachable!("tiles are at most 4 x 4"),
+            }
+        };
+    }
+    go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tile(_: &[&[f32]], _: &[&[f32]], _: &mut [f32], _: usize) {
+    unreachable!("AVX-512 tiles exist only on x86-64")
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512f() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const J: usize, const R: usize>(
+    ws: &[&[f32]],
+    xs: &[&[f32]],
+    out: &mut [f32],
+    stride: usize,
+) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let n = ws[0].len();
+    let body = n - n % L;
+    let mut acc = [[_mm512_setzero_ps(); R]; J];
+    let mut i = 0;
+    while i < body {
+        // SAFETY: i + 16 <= body <= n, and every row has n elements.
+        let mut w = [_mm512_setzero_ps(); J];
+        for j in 0..J {
+            w[j] = _mm512_loadu_ps(ws[j].as_ptr().add(i));
+        }
+        for r in 0..R {
+            let x = _mm512_loadu_ps(xs[r].as_ptr().add(i));
+            for j in 0..J {
+                acc[j][r] = _mm512_fmadd_ps(x, w[j], acc[j][r]);
+            }
+        }
+        i += L;
+    }
+    for j in 0..J {
+        for r in 0..R {
+            let mut lanes = [0f32; L];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][r]);
+            let mut tail = 0f32;
+            for (x, y) in xs[r][body..].iter().zip(&ws[j][body..]) {
+                tail = x.mul_add(*y, tail);
+            }
+            let mut s = 0f32;
+            for v in lanes {
+                s += v;
+            }
+            out[j * stride + r] = s + tail;
+        }
+    }
+}
+
 #[inline(always)]
 pub(crate) fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 16;
