@@ -46,10 +46,10 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
             if wide {
                 // Tiles of 4 weight rows x 4 input rows: each load feeds four multiply-adds.
                 for (g, outs) in dst.chunks_mut(4 * rows).enumerate() {
-                    let ws: Vec<&[f32]> =
-                        (0..outs.len() / rows).map(|j| w_row(4 * g + j)).collect();
+                    let n = outs.len() / rows;
+                    let ws: [&[f32]; 4] = std::array::from_fn(|j| w_row(4 * g + j.min(n - 1)));
                     for (b, block) in xs.chunks(4).enumerate() {
-                        tile(&ws, block, &mut outs[4 * b..], rows);
+                        tile(&ws[..n], block, &mut outs[4 * b..], rows);
                     }
                 }
             } else {
