@@ -13,6 +13,7 @@ use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibi
 
 use confu_moe::SlotGain;
 
+use crate::auto_tree::{AutoChoice, AutoTree};
 use crate::head::Eagle3Head;
 use crate::tree::{build_scored_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
 
@@ -30,6 +31,8 @@ pub struct Eagle3Drafter<B: Backend> {
     slot: bool,
     /// Score (cumulative draft log-probability) of every node of the last tree; root 0.
     scores: Vec<f32>,
+    /// Real positions observed but not yet run through the head ([`Self::defer`]).
+    pending: Vec<(Tensor<B, 2>, Vec<u32>)>,
 }
 
 impl<B: Backend> Eagle3Drafter<B> {
@@ -58,6 +61,7 @@ impl<B: Backend> Eagle3Drafter<B> {
             last_logp: Vec::new(),
             slot: false,
             scores: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -110,18 +114,42 @@ impl<B: Backend> Eagle3Drafter<B> {
         &self.head
     }
 
-    /// Real draft positions so far.
+    /// Real draft positions so far (deferred ones included).
     pub fn len(&self) -> usize {
-        self.cache.len()
+        self.cache.len() + self.pending.iter().map(|(_, n)| n.len()).sum::<usize>()
     }
 
     /// Whether nothing was fed yet.
     pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
+        self.len() == 0
     }
 
     /// Append real positions: target taps `[n, 3d]` paired with the `n` next tokens.
     pub fn extend(&mut self, taps: Tensor<B, 2>, next_tokens: &[u32]) -> Result<()> {
+        self.defer(taps, next_tokens);
+        self.flush()
+    }
+
+    /// Append real positions without running the head yet: rounds that draft nothing (`--tree
+    /// auto` choosing plain decoding) cost no head forward; the next [`Self::extend`] or tree
+    /// runs every deferred position in one batched forward.
+    pub fn defer(&mut self, taps: Tensor<B, 2>, next_tokens: &[u32]) {
+        if !next_tokens.is_empty() {
+            self.pending.push((taps, next_tokens.to_vec()));
+        }
+    }
+
+    /// Run the deferred positions through the head.
+    fn flush(&mut self) -> Result<()> {
+        let (taps, next): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().unzip();
+        if taps.is_empty() {
+            return Ok(());
+        }
+        let next: Vec<u32> = next.concat();
+        self.run_head(Tensor::cat(taps, 0), &next)
+    }
+
+    fn run_head(&mut self, taps: Tensor<B, 2>, next_tokens: &[u32]) -> Result<()> {
         let n = next_tokens.len();
         if n == 0 {
             return Ok(());
@@ -144,8 +172,30 @@ impl<B: Backend> Eagle3Drafter<B> {
         Ok(())
     }
 
+    /// `--tree auto`: the tree `auto` plans within `room` nodes and positions, cut to the nodes
+    /// worth verifying (`rows(n)`: verification rows of `n` nodes for the calling drafter). A
+    /// round that drafts nothing runs no head forward.
+    pub fn draft_tree_auto(
+        &mut self,
+        root: u32,
+        room: usize,
+        auto: &mut AutoTree,
+        rows: &dyn Fn(usize) -> usize,
+    ) -> Result<(DraftTree, AutoChoice)> {
+        let settings = auto.plan(room, rows);
+        if settings.total_tokens < 2 {
+            self.scores = vec![0.0];
+            return Ok((DraftTree::root_only(root), auto.plain_choice()));
+        }
+        let tree = self.draft_tree(root, settings)?;
+        let (cut, scores, choice) = auto.choose(&tree, &self.scores, settings.depth + 1, rows);
+        self.scores = scores;
+        Ok((cut, choice))
+    }
+
     /// Grow a tree below `root` (the token the target chose after the accepted prefix).
     pub fn draft_tree(&mut self, root: u32, settings: TreeSettings) -> Result<DraftTree> {
+        self.flush()?;
         let Some(last_hidden) = self.last_hidden.clone() else {
             return Err(Error::invalid(
                 "drafter state",

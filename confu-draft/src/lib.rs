@@ -5,9 +5,14 @@
 //! official checkpoint layout unchanged ([`Eagle3Head`], [`export_official`]), the draft
 //! vocabulary ([`DraftVocab`]), the stateful drafter with its own KV cache ([`Eagle3Drafter`]),
 //! the EAGLE-2 dynamic tree builder ([`build_tree`]) and the chain-shaped prompt-lookup drafter
-//! ([`PromptLookup`]). The ConFu future-token slot joins the head here.
+//! ([`PromptLookup`]), and `--tree auto` ([`AutoTree`]: the tree chosen each round from a
+//! [`CostModel`] of the device and [`AcceptanceStats`] gathered online). The ConFu future-token
+//! slot joins the head here.
 
+pub mod acceptance_stats;
+pub mod auto_tree;
 pub mod config;
+pub mod cost_model;
 pub mod drafter;
 pub mod export;
 pub mod head;
@@ -15,7 +20,10 @@ pub mod lookup;
 pub mod tree;
 pub mod vocab;
 
+pub use acceptance_stats::AcceptanceStats;
+pub use auto_tree::{AutoChoice, AutoTree, AutoTreeOptions};
 pub use config::DraftConfig;
+pub use cost_model::CostModel;
 pub use drafter::Eagle3Drafter;
 pub use export::export_official;
 pub use head::{DraftOutput, Eagle3, Eagle3Head, Eagle3Layer};

@@ -130,11 +130,7 @@ mod tests {
             rounds: accepted.len(),
             accepted,
             equal_to_vanilla: true,
-            draft_s: 0.0,
-            verify_s: 0.0,
-            update_s: 0.0,
-            vanilla_decode_s: 0.0,
-            vanilla_decode_tokens: 0,
+            ..Default::default()
         }
     }
 

@@ -9,13 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, Ops, Result};
-use confu_draft::{Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
+use confu_draft::{AutoChoice, Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
-use confu_verify::{future_source, Contemplator};
+use confu_verify::{future_source, Contemplator, RowLayout};
 
+use crate::auto_round::{started, AutoRound, SharedAutoTree};
 use crate::drafting::{missing_taps, Drafter, Observation, Pass};
+use crate::generation::RoundTrace;
 
 /// A loaded ConFu draft folder: the official EAGLE-3 layout plus `confu.json` and
 /// `confu.safetensors`.
@@ -80,32 +82,42 @@ pub struct ConfuProposer<B: Backend> {
     ops: Arc<dyn Ops<B>>,
     tree: TreeSettings,
     state: Option<Eagle3Drafter<B>>,
-    /// The round's `[con]` embedding, routed on the last accepted node.
-    embedding: Option<Tensor<B, 2>>,
+    /// The fused feature of the last accepted node: the round's `[con]` embedding is routed on
+    /// it (when the round has `[con]` rows).
+    anchor: Option<Tensor<B, 2>>,
     /// The last tree and its nodes that got a `[con]` row.
     last_tree: Option<DraftTree>,
     covered: Vec<usize>,
     future_node: Option<usize>,
+    auto: AutoRound,
 }
 
 impl<B: Backend> ConfuProposer<B> {
+    /// A proposer growing trees of `tree` (with `--tree auto`: the largest tree `auto` may
+    /// choose; see [`Self::with_auto`]).
     pub fn new(confu: ConfuHead<B>, ops: Arc<dyn Ops<B>>, tree: TreeSettings) -> Self {
         Self {
             confu,
             ops,
             tree,
             state: None,
-            embedding: None,
+            anchor: None,
             last_tree: None,
             covered: Vec::new(),
             future_node: None,
+            auto: AutoRound::default(),
         }
     }
 
+    /// Choose each round's tree (and with it the `[con]` rows) with `auto`; a round that drafts
+    /// nothing adds no `[con]` row, and the draft keeps its last future vector.
+    pub fn with_auto(mut self, auto: Option<SharedAutoTree>) -> Self {
+        self.auto = AutoRound::new(auto);
+        self
+    }
+
     fn state(&mut self) -> Result<&mut Eagle3Drafter<B>> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| Error::invalid("drafter state", "empty", "reset() must run first"))
+        started(&mut self.state)
     }
 }
 
@@ -135,7 +147,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             self.ops.clone(),
             capacity,
         ));
-        (self.embedding, self.last_tree, self.future_node) = (None, None, None);
+        (self.anchor, self.last_tree, self.future_node) = (None, None, None);
         self.covered.clear();
     }
 
@@ -154,18 +166,25 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         tree: &DraftTree,
     ) -> Result<Pass<B>> {
         let c = self.confu.contemplator.clone();
-        let embedding = self.embedding.clone().ok_or_else(|| {
+        let anchor = self.anchor.clone().ok_or_else(|| {
             Error::invalid(
                 "ConFu drafter",
-                "no [con] embedding",
+                "no accepted node to route the [con] embedding on",
                 "observe() must run first",
             )
         })?;
-        let scores = self.state()?.node_scores().to_vec();
-        let covered = c.covered_nodes(tree, &scores);
+        let plain = self.auto.choice().is_some_and(|a| a.nodes == 1);
+        let covered = match plain {
+            true => Vec::new(),
+            false => c.covered_nodes(tree, self.state()?.node_scores()),
+        };
+        (self.covered, self.last_tree) = (covered.clone(), Some(tree.clone()));
+        if covered.is_empty() {
+            return Ok((RowLayout::tree(cache.reserved(), cache.len(), tree)?, None));
+        }
         let layout = c.layout(cache, tree, &covered)?;
+        let embedding = c.embedding(anchor, self.ops.as_ref()).0;
         let inputs = c.inputs(target, tree, embedding, covered.len())?;
-        (self.covered, self.last_tree) = (covered, Some(tree.clone()));
         Ok((layout, Some(inputs)))
     }
 
@@ -188,9 +207,17 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         let anchor = features.clone().narrow(0, q, 1);
         let c = self.confu.contemplator.clone();
         let ops = self.ops.clone();
+        self.auto.observe(obs.path, obs.prefill);
+        self.anchor = Some(anchor.clone());
         let f = if obs.prefill {
             self.future_node = None;
             c.prefill_future(obs.target, obs.cache, anchor.clone())?.f
+        } else if self.covered.is_empty() {
+            // No `[con]` row this round (`--tree auto` decoded plainly): the slot keeps the last
+            // future vector, and the head sees these positions with the next tree.
+            self.future_node = None;
+            self.state()?.defer(path_features, obs.next);
+            return Ok(());
         } else {
             let tree = self.last_tree.as_ref().ok_or_else(|| {
                 Error::invalid("ConFu drafter", "no tree", "pass() must run first")
@@ -200,7 +227,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             future_columns(all.narrow(0, tree.len() + i, 1))
         };
         let o = &c.options;
-        let fused = self.confu.head.fuse(ops.as_ref(), anchor.clone());
+        let fused = self.confu.head.fuse(ops.as_ref(), anchor);
         let (e_f, _) = c
             .params
             .future
@@ -208,14 +235,27 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         let state = self.state()?;
         let position = state.len() + obs.path.len();
         state.set_future_slot(e_f, f, position, c.params.slot_gain.as_ref())?;
-        state.extend(path_features, obs.next)?;
-        self.embedding = Some(c.embedding(anchor, ops.as_ref()).0);
-        Ok(())
+        state.extend(path_features, obs.next)
     }
 
     fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
-        let settings = self.tree.within(room);
-        self.state()?.draft_tree(root, settings)
+        // A node row each, and `[con]` rows for the covered nodes; a plain round has neither.
+        let rule = self.confu.contemplator.options.contemplate_nodes;
+        let rows = move |n: usize| match rule {
+            _ if n < 2 => 1,
+            ContemplateNodes::All => 2 * n,
+            ContemplateNodes::Top(m) => n + 1 + m.min(n - 1),
+        };
+        let state = started(&mut self.state)?;
+        self.auto.draft(state, root, room, self.tree, &rows)
+    }
+
+    fn auto_choice(&self) -> Option<AutoChoice> {
+        self.auto.choice()
+    }
+
+    fn round_done(&mut self, trace: &RoundTrace) {
+        self.auto.round_done(trace);
     }
 
     fn rows_per_node(&self) -> usize {

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{index_tensor, DenseKvCache, DraftTree, KvCache, Ops, Result};
-use confu_draft::{Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings};
+use confu_draft::{AutoChoice, Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_verify::RowLayout;
+
+use crate::auto_round::{started, AutoRound, SharedAutoTree};
+use crate::generation::RoundTrace;
 
 /// What a drafter learns after the prefill or a verification pass.
 pub struct Observation<'a, B: Backend> {
@@ -97,6 +100,17 @@ pub trait Drafter<B: Backend> {
         None
     }
 
+    /// What `--tree auto` chose for the round just proposed, with its prediction (`None` for a
+    /// fixed tree).
+    fn auto_choice(&self) -> Option<AutoChoice> {
+        None
+    }
+
+    /// The finished round's trace, with its measured phases (after [`Self::observe`]).
+    fn round_done(&mut self, trace: &RoundTrace) {
+        let _ = trace;
+    }
+
     /// A tree below `root` with at most `room` nodes; `context` is the accepted text.
     fn propose(&mut self, context: &[u32], root: u32, room: usize) -> Result<DraftTree>;
 }
@@ -146,22 +160,30 @@ pub struct Eagle3Proposer<B: Backend> {
     ops: Arc<dyn Ops<B>>,
     tree: TreeSettings,
     state: Option<Eagle3Drafter<B>>,
+    auto: AutoRound,
 }
 
 impl<B: Backend> Eagle3Proposer<B> {
+    /// A proposer growing trees of `tree` (with `--tree auto`: the largest tree `auto` may
+    /// choose; see [`Self::with_auto`]).
     pub fn new(head: Arc<Eagle3Head<B>>, ops: Arc<dyn Ops<B>>, tree: TreeSettings) -> Self {
         Self {
             head,
             ops,
             tree,
             state: None,
+            auto: AutoRound::default(),
         }
     }
 
+    /// Choose each round's tree with `auto` (shared with other proposers of the same engine).
+    pub fn with_auto(mut self, auto: Option<SharedAutoTree>) -> Self {
+        self.auto = AutoRound::new(auto);
+        self
+    }
+
     fn state(&mut self) -> Result<&mut Eagle3Drafter<B>> {
-        self.state.as_mut().ok_or_else(|| {
-            confu_core::Error::invalid("drafter state", "empty", "reset() must run first")
-        })
+        started(&mut self.state)
     }
 }
 
@@ -185,12 +207,26 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
 
     fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
         let features = obs.path_features().ok_or_else(missing_taps)?;
-        self.state()?.extend(features, obs.next)
+        let plain = self.auto.observe(obs.path, obs.prefill);
+        let state = self.state()?;
+        if plain {
+            state.defer(features, obs.next);
+            return Ok(());
+        }
+        state.extend(features, obs.next)
     }
 
     fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
-        let settings = self.tree.within(room);
-        self.state()?.draft_tree(root, settings)
+        let state = started(&mut self.state)?;
+        self.auto.draft(state, root, room, self.tree, &|n| n)
+    }
+
+    fn auto_choice(&self) -> Option<AutoChoice> {
+        self.auto.choice()
+    }
+
+    fn round_done(&mut self, trace: &RoundTrace) {
+        self.auto.round_done(trace);
     }
 }
 

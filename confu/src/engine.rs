@@ -11,16 +11,18 @@
 //! ([`crate::drafting`]); with no drafter the tree is the root alone, which is exactly plain
 //! autoregressive decoding.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::sampling::filtered_probs;
 use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Result, Sampler};
-use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
+use confu_draft::{AutoTree, AutoTreeOptions, CostModel, Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
 use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance};
 
+use crate::auto_round::SharedAutoTree;
+use crate::calibration::{calibrate, CALIBRATION_BUDGET};
 use crate::confu_drafter::{ConfuHead, ConfuProposer};
 use crate::drafting::{Drafter, Eagle3Proposer, NoDraft, Observation};
 use crate::generation::{Generation, GenerationConfig, RoundTrace, StopReason, Timings};
@@ -49,6 +51,8 @@ pub enum DraftMode<B: Backend> {
 pub struct Engine<B: Backend> {
     target: TargetModel<B>,
     mode: DraftMode<B>,
+    /// `--tree auto`: the policy choosing every round's tree, shared by all generations.
+    auto: Option<SharedAutoTree>,
 }
 
 /// The state of one sequence between rounds.
@@ -67,6 +71,7 @@ impl<B: Backend> Engine<B> {
         Self {
             target,
             mode: DraftMode::Vanilla,
+            auto: None,
         }
     }
 
@@ -75,7 +80,56 @@ impl<B: Backend> Engine<B> {
         if let DraftMode::Eagle3 { tree, .. } | DraftMode::Confu { tree, .. } = &mode {
             tree.validate()?;
         }
-        Ok(Self { target, mode })
+        Ok(Self {
+            target,
+            mode,
+            auto: None,
+        })
+    }
+
+    /// Choose every round's tree with `--tree auto` within `options.max` (which replaces the
+    /// mode's tree), from costs calibrated now on this device (a few target passes, well under
+    /// a second on small models) and refined by every round. Vanilla and lookup modes are
+    /// returned unchanged.
+    pub fn with_auto_tree(mut self, options: AutoTreeOptions) -> Result<Self> {
+        options.max.validate()?;
+        let rows_per_node = match &mut self.mode {
+            DraftMode::Eagle3 { tree, .. } => {
+                *tree = options.max;
+                1
+            }
+            DraftMode::Confu { tree, .. } => {
+                *tree = options.max;
+                2
+            }
+            DraftMode::Vanilla | DraftMode::Lookup(_) => return Ok(self),
+        };
+        // The calibration runs with the taps this mode's drafter reads.
+        let taps = self.drafter().taps(self.target.config());
+        let points = calibrate(
+            &self.target,
+            rows_per_node * options.max.total_tokens,
+            &taps,
+            CALIBRATION_BUDGET,
+        )?;
+        tracing::info!("--tree auto: verification seconds by rows {points:?}");
+        let costs = CostModel::new(points, options.max.depth + 1, options.alpha);
+        Ok(self.with_auto_policy(AutoTree::new(options, costs)))
+    }
+
+    /// Choose every round's tree with `policy` as it stands (research use: costs set by hand;
+    /// [`Self::with_auto_tree`] measures them). The mode's tree becomes the policy's largest.
+    pub fn with_auto_policy(mut self, policy: AutoTree) -> Self {
+        if let DraftMode::Eagle3 { tree, .. } | DraftMode::Confu { tree, .. } = &mut self.mode {
+            *tree = policy.options().max;
+            self.auto = Some(Arc::new(Mutex::new(policy)));
+        }
+        self
+    }
+
+    /// The `--tree auto` policy, when the engine has one (its cost model and statistics).
+    pub fn auto_tree(&self) -> Option<&SharedAutoTree> {
+        self.auto.as_ref()
     }
 
     /// The target model.
@@ -93,16 +147,14 @@ impl<B: Backend> Engine<B> {
         match &self.mode {
             DraftMode::Vanilla => Box::new(NoDraft),
             DraftMode::Lookup(l) => Box::new(*l),
-            DraftMode::Eagle3 { head, tree } => Box::new(Eagle3Proposer::new(
-                head.clone(),
-                self.target.ops().clone(),
-                *tree,
-            )),
-            DraftMode::Confu { confu, tree } => Box::new(ConfuProposer::new(
-                confu.clone(),
-                self.target.ops().clone(),
-                *tree,
-            )),
+            DraftMode::Eagle3 { head, tree } => Box::new(
+                Eagle3Proposer::new(head.clone(), self.target.ops().clone(), *tree)
+                    .with_auto(self.auto.clone()),
+            ),
+            DraftMode::Confu { confu, tree } => Box::new(
+                ConfuProposer::new(confu.clone(), self.target.ops().clone(), *tree)
+                    .with_auto(self.auto.clone()),
+            ),
         }
     }
 
@@ -197,7 +249,9 @@ impl<B: Backend> Engine<B> {
                 draft_s: (t1 - t0).as_secs_f64(),
                 verify_s: (t2 - t1).as_secs_f64(),
                 update_s: (t3 - t2).as_secs_f64(),
+                auto: drafter.auto_choice(),
             });
+            drafter.round_done(rounds.last().expect("just pushed"));
 
             // Emit up to the first EOS or the token budget.
             let eos_at = accepted.iter().position(ends);

@@ -15,6 +15,8 @@ use confu_model::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{ratios_to_first, TauRatio};
+use crate::eval_summary::summarize;
+pub use crate::eval_summary::{AutoSummary, RoundCost, Summary};
 use crate::{Engine, Generation, GenerationConfig};
 
 /// One Spec-Bench question.
@@ -59,7 +61,7 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
 }
 
 /// Per-question measurements.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QuestionResult {
     pub question_id: serde_json::Value,
     pub category: String,
@@ -83,39 +85,16 @@ pub struct QuestionResult {
     pub vanilla_decode_s: f64,
     #[serde(default)]
     pub vanilla_decode_tokens: usize,
-}
-
-/// Aggregates over a set of questions.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub questions: usize,
-    pub tau: f64,
-    pub vanilla_tokens_per_s: f64,
-    pub spec_tokens_per_s: f64,
-    pub speedup: f64,
-    /// `None` when sampling (outputs are not expected to be equal).
-    pub all_equal: Option<bool>,
-    /// The cost of one speculative round, split in its parts, against one vanilla step: the
-    /// break-even τ is `round / vanilla step`.
+    /// `--tree auto`: rounds it planned, those that drafted nothing, and its predictions summed
+    /// over them (tokens, seconds).
     #[serde(default)]
-    pub round_ms: RoundCost,
+    pub auto_rounds: usize,
     #[serde(default)]
-    pub vanilla_step_ms: f64,
-}
-
-/// Mean milliseconds per round spent drafting, verifying and updating (KV compaction and the
-/// drafter's feature update).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RoundCost {
-    pub draft: f64,
-    pub verify: f64,
-    pub update: f64,
-}
-
-impl RoundCost {
-    pub fn total(&self) -> f64 {
-        self.draft + self.verify + self.update
-    }
+    pub plain_rounds: usize,
+    #[serde(default)]
+    pub predicted_tokens: f64,
+    #[serde(default)]
+    pub predicted_s: f64,
 }
 
 /// The whole evaluation.
@@ -124,46 +103,6 @@ pub struct EvalReport {
     pub per_category: BTreeMap<String, Summary>,
     pub overall: Summary,
     pub results: Vec<QuestionResult>,
-}
-
-fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
-    let rounds: usize = results.iter().map(|r| r.rounds).sum();
-    let added: usize = results
-        .iter()
-        .map(|r| r.accepted.iter().map(|a| a + 1).sum::<usize>())
-        .sum();
-    let (vt, vs): (usize, f64) = results
-        .iter()
-        .fold((0, 0.0), |a, r| (a.0 + r.vanilla_tokens, a.1 + r.vanilla_s));
-    let (st, ss): (usize, f64) = results
-        .iter()
-        .fold((0, 0.0), |a, r| (a.0 + r.spec_tokens, a.1 + r.spec_s));
-    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    let (v, s) = (rate(vt, vs), rate(st, ss));
-    let per_round = |f: fn(&QuestionResult) -> f64| {
-        1e3 * results.iter().map(|r| f(r)).sum::<f64>() / rounds.max(1) as f64
-    };
-    let (vd, vn) = results.iter().fold((0.0, 0), |a, r| {
-        (a.0 + r.vanilla_decode_s, a.1 + r.vanilla_decode_tokens)
-    });
-    Summary {
-        questions: results.len(),
-        tau: if rounds > 0 {
-            added as f64 / rounds as f64
-        } else {
-            1.0
-        },
-        vanilla_tokens_per_s: v,
-        spec_tokens_per_s: s,
-        speedup: if v > 0.0 { s / v } else { 0.0 },
-        all_equal: greedy.then(|| results.iter().all(|r| r.equal_to_vanilla)),
-        round_ms: RoundCost {
-            draft: per_round(|r| r.draft_s),
-            verify: per_round(|r| r.verify_s),
-            update: per_round(|r| r.update_s),
-        },
-        vanilla_step_ms: 1e3 * vd / vn.max(1) as f64,
-    }
 }
 
 /// Run vanilla and `spec` on every question. `progress(i, n)` is called after each question.
@@ -198,6 +137,7 @@ pub struct Comparison {
 }
 
 fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
+    let auto: Vec<_> = s.rounds.iter().filter_map(|r| r.auto).collect();
     QuestionResult {
         question_id: q.question_id.clone(),
         category: q.category.clone(),
@@ -213,6 +153,10 @@ fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
         update_s: s.rounds.iter().map(|r| r.update_s).sum(),
         vanilla_decode_s: v.timings.decode_s,
         vanilla_decode_tokens: v.timings.decode_tokens,
+        auto_rounds: auto.len(),
+        plain_rounds: auto.iter().filter(|a| a.nodes == 1).count(),
+        predicted_tokens: auto.iter().map(|a| a.predicted_tokens).sum(),
+        predicted_s: auto.iter().map(|a| a.predicted_s).sum(),
     }
 }
 
@@ -382,6 +326,14 @@ impl EvalReport {
                 r.total(),
                 o.vanilla_step_ms,
                 r.total() / o.vanilla_step_ms
+            ));
+        }
+        if let Some(a) = &o.auto {
+            s.push_str(&format!(
+                "tree auto: predicted {:.1} t/s, achieved {:.1} t/s over the same rounds; {:.0}% of rounds drafted nothing\n",
+                a.predicted_tokens_per_s,
+                a.achieved_tokens_per_s,
+                100.0 * a.plain_share
             ));
         }
         s

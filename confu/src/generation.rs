@@ -111,4 +111,7 @@ pub struct RoundTrace {
     pub draft_s: f64,
     pub verify_s: f64,
     pub update_s: f64,
+    /// `--tree auto`: the tree it chose and what it predicted for the round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<confu_draft::AutoChoice>,
 }

@@ -1,0 +1,449 @@
+//! `--tree auto`: each round, the tree (depth, node count — and with it ConFu's `[con]` rows)
+//! that maximises expected tokens per second, from a [`CostModel`] of this device and model and
+//! [`AcceptanceStats`] gathered online; plain decoding when no tree pays.
+//!
+//! A round is planned in two steps. **Before drafting**, the number of levels `L` of nodes below
+//! the root (`L` draft forwards, EAGLE's `depth + 1`): for every `L` the policy keeps a moving
+//! average of how many drafts the best `n` nodes of depth ≤ `L` would have had accepted
+//! (`E[L][n]`), and predicts the round's rate `(1 + E[L][n]) / cost(L, n)`; the best `L` wins, or
+//! `L = 0` (plain decoding) when its rate `1 / cost(0, 1)` is higher. **After drafting**, the node
+//! count: with the drafting time already spent, `n` maximises
+//! `1 + E_n − ρ · (verify(rows(n)) + update)` where `ρ` is the best predicted rate (Dinkelbach's
+//! rule: a node is worth its verification time if it returns more tokens than that time would at
+//! rate `ρ`), and the tree is cut to its `n` best-scoring nodes — exactly the tree EAGLE-2 builds
+//! with `total_tokens = n`.
+//!
+//! `E` of a cut is the sum over its nodes of the probability of reaching them, each the product
+//! of `rate(depth, rank)` along its path. Every `explore_every` rounds the policy drafts one level
+//! deeper than its best, so that the statistics of the shapes it is not using stay current. While
+//! plain decoding wins it probes its best tree every `explore_every` rounds, and doubles that
+//! wait (up to [`MAX_PROBE_WAIT`] rounds) each time a probe finds no tree worth verifying:
+//! where speculation does not pay, probes cost a vanishing share of the time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::acceptance_stats::AcceptanceStats;
+use crate::cost_model::CostModel;
+use crate::tree::{DraftTree, TreeSettings};
+
+/// The longest run of plain rounds between two probes.
+pub const MAX_PROBE_WAIT: usize = 256;
+
+/// Settings of `--tree auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoTreeOptions {
+    /// The largest tree considered (nodes, depth, top-k per expansion).
+    pub max: TreeSettings,
+    /// Every this many rounds, draft one step deeper than the best depth (0: never explore).
+    pub explore_every: usize,
+    /// Per-round decay of the acceptance counts.
+    pub decay: f64,
+    /// Weight of a new measurement in the moving averages (timings and `E[d][n]`).
+    pub alpha: f64,
+}
+
+impl Default for AutoTreeOptions {
+    fn default() -> Self {
+        Self {
+            max: TreeSettings {
+                total_tokens: 64,
+                depth: 6,
+                top_k: 8,
+            },
+            explore_every: 8,
+            decay: 0.98,
+            alpha: 0.1,
+        }
+    }
+}
+
+/// What the policy chose for one round, and what it predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoChoice {
+    /// Levels of nodes drafted below the root = draft forwards (0: plain decoding).
+    pub levels: usize,
+    /// Nodes verified, root included.
+    pub nodes: usize,
+    /// Target rows of the verification pass.
+    pub rows: usize,
+    /// Predicted tokens of the round (the root, the expected accepted drafts).
+    pub predicted_tokens: f64,
+    /// Predicted seconds of the round.
+    pub predicted_s: f64,
+}
+
+/// The online policy of one engine (shared by its sequences, so that what one prompt taught
+/// carries to the next).
+#[derive(Debug, Clone)]
+pub struct AutoTree {
+    options: AutoTreeOptions,
+    stats: AcceptanceStats,
+    costs: CostModel,
+    /// `[L - 1][n - 1]`: moving average of expected accepted drafts of the best `n` nodes of
+    /// depth ≤ `L`.
+    expected: Vec<Vec<Option<f64>>>,
+    rounds: usize,
+    /// Plain rounds since the last probe, the wait before the next, and whether the round in
+    /// flight is a probe.
+    since_probe: usize,
+    probe_wait: usize,
+    probing: bool,
+}
+
+impl AutoTree {
+    /// A policy with `costs` measured for this device and model (for up to `max.depth + 1` draft
+    /// forwards), and the generic acceptance prior.
+    pub fn new(options: AutoTreeOptions, costs: CostModel) -> Self {
+        let m = options.max;
+        let stats = AcceptanceStats::new(
+            m.depth + 1,
+            m.top_k,
+            AcceptanceStats::generic_prior,
+            2.0,
+            options.decay,
+        );
+        Self {
+            options,
+            stats,
+            costs,
+            expected: vec![vec![None; m.total_tokens.max(1)]; m.depth + 1],
+            rounds: 0,
+            since_probe: 0,
+            probe_wait: options.explore_every,
+            probing: false,
+        }
+    }
+
+    pub fn options(&self) -> &AutoTreeOptions {
+        &self.options
+    }
+
+    pub fn costs(&self) -> &CostModel {
+        &self.costs
+    }
+
+    pub fn stats(&self) -> &AcceptanceStats {
+        &self.stats
+    }
+
+    /// The best predicted rate (tokens per second) drafting `levels` levels, with the node count
+    /// that gives it; `None` while nothing is known about that many levels.
+    fn rate_at(&self, levels: usize, rows: &dyn Fn(usize) -> usize) -> Option<(f64, usize)> {
+        if levels == 0 {
+            return Some((1.0 / self.costs.round(0, 1), 1));
+        }
+        let e = self.expected.get(levels - 1)?;
+        if e.iter().all(Option::is_none) {
+            return None;
+        }
+        (1..=e.len())
+            .filter_map(|n| {
+                let accepted = if n == 1 { Some(0.0) } else { e[n - 1] }?;
+                Some(((1.0 + accepted) / self.costs.round(levels, rows(n)), n))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// The level count (from `min` to `max`) with the best predicted rate, and that rate; the
+    /// smaller of equals.
+    fn best(&self, min: usize, max: usize, rows: &dyn Fn(usize) -> usize) -> Option<(f64, usize)> {
+        (min..=max.min(self.expected.len()))
+            .filter_map(|l| self.rate_at(l, rows).map(|(r, _)| (r, l)))
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+    }
+
+    /// The tree to draft this round, within `room` nodes and positions; `total_tokens == 1`
+    /// means plain decoding. `rows(n)` is the verification rows of `n` nodes for this drafter.
+    pub fn plan(&mut self, room: usize, rows: &dyn Fn(usize) -> usize) -> TreeSettings {
+        let max = self.options.max.within(room);
+        let max_levels = if max.total_tokens < 2 {
+            0
+        } else {
+            max.depth + 1
+        };
+        self.rounds += 1;
+        let explore = self.options.explore_every > 0
+            && self.rounds.is_multiple_of(self.options.explore_every);
+        let plain = 1.0 / self.costs.round(0, 1);
+        let levels = match self.best(1, max_levels, rows) {
+            _ if max_levels == 0 => 0,
+            // Nothing drafted yet: the deepest tree teaches every level count at once.
+            None => max_levels,
+            Some((rate, l)) if rate > plain => match explore {
+                true => (l + 1).min(max_levels),
+                false => l,
+            },
+            // Plain decoding is best; now and then the best tree is tried again.
+            Some((_, l)) => {
+                self.since_probe += 1;
+                let probe = self.options.explore_every > 0 && self.since_probe >= self.probe_wait;
+                if probe {
+                    (self.since_probe, self.probing) = (0, true);
+                }
+                if probe {
+                    l
+                } else {
+                    0
+                }
+            }
+        };
+        match levels {
+            0 => TreeSettings {
+                total_tokens: 1,
+                depth: 0,
+                top_k: max.top_k,
+            },
+            l => TreeSettings {
+                depth: l - 1,
+                ..max
+            },
+        }
+    }
+
+    /// After drafting `tree` with `levels` draft forwards (`scores`: cumulative draft
+    /// log-probabilities, root 0): learn `E[L][n]` from it, and choose how many of its best
+    /// nodes to verify. Returns the cut tree, its scores and the choice.
+    pub fn choose(
+        &mut self,
+        tree: &DraftTree,
+        scores: &[f32],
+        levels: usize,
+        rows: &dyn Fn(usize) -> usize,
+    ) -> (DraftTree, Vec<f32>, AutoChoice) {
+        let order = score_order(tree, scores);
+        let reach = self.stats.reach(tree);
+        let a = self.options.alpha;
+        for l in 1..=levels.min(self.expected.len()) {
+            let mut sum = 0.0;
+            let mut n = 1;
+            for &node in order.iter().filter(|&&i| tree.depths[i] <= l) {
+                sum += reach[node];
+                n += 1;
+                if let Some(slot) = self.expected[l - 1].get_mut(n - 1) {
+                    *slot = Some(slot.map_or(sum, |old| old + a * (sum - old)));
+                }
+            }
+        }
+        // The drafting time is spent: a node is worth verifying when it returns more tokens than
+        // its verification time would at the best predicted rate.
+        let rho = self.best(0, levels, rows).map_or(0.0, |b| b.0);
+        let mut best = (1usize, 0.0f64, f64::NEG_INFINITY);
+        let mut sum = 0.0;
+        for n in 1..=order.len() + 1 {
+            if n > 1 {
+                sum += reach[order[n - 2]];
+            }
+            let value = 1.0 + sum - rho * (self.costs.verify(rows(n)) + self.costs.update(n > 1));
+            if value > best.2 {
+                best = (n, sum, value);
+            }
+        }
+        let (n, accepted, _) = best;
+        if std::mem::take(&mut self.probing) {
+            self.probe_wait = match n {
+                1 => (2 * self.probe_wait).min(MAX_PROBE_WAIT),
+                _ => self.options.explore_every,
+            };
+        }
+        let (cut, cut_scores) = top_nodes(tree, scores, &order[..n - 1]);
+        let choice = AutoChoice {
+            levels,
+            nodes: n,
+            rows: rows(n),
+            predicted_tokens: 1.0 + accepted,
+            predicted_s: self.costs.round(levels, rows(n)),
+        };
+        (cut, cut_scores, choice)
+    }
+
+    /// The choice of a round that drafts nothing.
+    pub fn plain_choice(&self) -> AutoChoice {
+        AutoChoice {
+            levels: 0,
+            nodes: 1,
+            rows: 1,
+            predicted_tokens: 1.0,
+            predicted_s: self.costs.round(0, 1),
+        }
+    }
+
+    /// Learn from a verified tree and its accepted path (root first).
+    pub fn observe_acceptance(&mut self, tree: &DraftTree, path: &[usize]) {
+        if tree.len() > 1 {
+            self.stats.observe(tree, path);
+        }
+    }
+
+    /// Learn from a round's measured phases.
+    pub fn observe_costs(
+        &mut self,
+        choice: &AutoChoice,
+        draft_s: f64,
+        verify_s: f64,
+        update_s: f64,
+    ) {
+        self.costs
+            .observe(choice.levels, choice.rows, draft_s, verify_s, update_s);
+    }
+}
+
+/// Non-root nodes by score, best first (ties: smaller index first) — the order in which EAGLE-2's
+/// `total_tokens` budget admits them.
+fn score_order(tree: &DraftTree, scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (1..tree.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order
+}
+
+/// The subtree of the root and `nodes` (ancestor-closed), in the original node order, with their
+/// scores.
+pub fn top_nodes(tree: &DraftTree, scores: &[f32], nodes: &[usize]) -> (DraftTree, Vec<f32>) {
+    let mut keep = vec![false; tree.len()];
+    keep[0] = true;
+    for &n in nodes {
+        keep[n] = true;
+    }
+    let mut index = vec![usize::MAX; tree.len()];
+    let mut cut = DraftTree::root_only(tree.tokens[0]);
+    let mut cut_scores = vec![scores[0]];
+    index[0] = 0;
+    for n in 1..tree.len() {
+        let Some(p) = tree.parents[n] else { continue };
+        if !keep[n] || index[p] == usize::MAX {
+            continue;
+        }
+        index[n] = cut.len();
+        cut.tokens.push(tree.tokens[n]);
+        cut.parents.push(Some(index[p]));
+        cut.depths.push(tree.depths[n]);
+        cut_scores.push(scores[n]);
+    }
+    (cut, cut_scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::build_scored_tree;
+
+    /// A drafted tree with pseudo-random draft distributions over 12 tokens.
+    fn drafted(settings: TreeSettings) -> (DraftTree, Vec<f32>) {
+        let logp = |seed: usize| -> Vec<f32> {
+            let raw: Vec<f32> = (0..12)
+                .map(|i| (((seed * 31 + i * 17) % 23) as f32) / 4.0)
+                .collect();
+            crate::tree::log_softmax(&raw)
+        };
+        build_scored_tree(
+            0,
+            &logp(1),
+            settings,
+            |i| i as u32,
+            |step, frontier| {
+                Ok((0..frontier.len())
+                    .map(|slot| logp(step * 7 + slot * 3 + frontier[slot].token as usize + 2))
+                    .collect())
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cut_tree_is_the_tree_eagle_builds_with_that_budget() {
+        let big = TreeSettings {
+            total_tokens: 40,
+            depth: 3,
+            top_k: 4,
+        };
+        let (tree, scores) = drafted(big);
+        let order = score_order(&tree, &scores);
+        for n in 1..=tree.len() {
+            let (cut, cut_scores) = top_nodes(&tree, &scores, &order[..n - 1]);
+            let (want, want_scores) = drafted(TreeSettings {
+                total_tokens: n,
+                ..big
+            });
+            assert_eq!(cut, want, "n = {n}");
+            assert_eq!(cut_scores, want_scores, "n = {n}");
+        }
+    }
+
+    fn policy(verify: Vec<(usize, f64)>, draft_per_forward: f64) -> AutoTree {
+        let options = AutoTreeOptions {
+            max: TreeSettings {
+                total_tokens: 32,
+                depth: 4,
+                top_k: 4,
+            },
+            ..AutoTreeOptions::default()
+        };
+        let mut costs = CostModel::new(verify, 5, 1.0);
+        for f in 1..=5 {
+            costs.observe(f, 0, draft_per_forward * f as f64, 0.0, 0.0);
+        }
+        AutoTree::new(options, costs)
+    }
+
+    fn chain_rows(n: usize) -> usize {
+        n
+    }
+
+    #[test]
+    fn plain_decoding_when_every_row_costs_a_step() {
+        // A row costs as much as a vanilla step; the best child is taken 60 % of the time.
+        let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
+        let first = p.plan(100, &chain_rows);
+        assert_eq!(
+            first.depth, 4,
+            "with nothing known the deepest tree is drafted"
+        );
+        let (tree, scores) = drafted(first);
+        let (cut, _, choice) = p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+        assert_eq!((cut.len(), choice.nodes, choice.rows), (1, 1, 1));
+        assert_eq!(choice.predicted_tokens, 1.0);
+        // Plain rounds, with probes of the best tree 8, then 16, then 32 rounds apart, as each
+        // probe finds nothing worth verifying.
+        let mut probes = Vec::new();
+        for round in 2..=80 {
+            let plan = p.plan(100, &chain_rows);
+            if plan.total_tokens > 1 {
+                probes.push(round);
+                let (tree, scores) = drafted(plan);
+                let (_, _, choice) = p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
+                assert_eq!(choice.nodes, 1);
+            }
+        }
+        assert_eq!(probes, vec![9, 25, 57], "probes 8, 16 and 32 rounds apart");
+    }
+
+    #[test]
+    fn large_trees_when_verification_is_flat() {
+        // Verifying 64 rows costs what one does; drafting is cheap.
+        let mut p = policy(vec![(1, 1.0), (64, 1.0)], 0.01);
+        let (tree, scores) = drafted(p.plan(100, &chain_rows));
+        let (cut, _, choice) = p.choose(&tree, &scores, 5, &chain_rows);
+        assert_eq!(cut.len(), tree.len(), "every node is free to verify");
+        assert_eq!(choice.nodes, tree.len());
+        assert_eq!(choice.levels, 5);
+        let expected = 1.0 + p.stats().expected_accepted(&tree);
+        assert!((choice.predicted_tokens - expected).abs() < 1e-9);
+        assert!(p.plan(100, &chain_rows).depth >= 3);
+    }
+
+    #[test]
+    fn the_node_count_trades_acceptance_against_verification_time() {
+        // Each row past the first costs a tenth of a step: a node is worth it when it is reached
+        // more than a tenth of the time (at the best rate, about one token per step).
+        let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.0);
+        let (tree, scores) = drafted(p.plan(100, &chain_rows));
+        let (cut, _, _) = p.choose(&tree, &scores, 5, &chain_rows);
+        let reach = p.stats().reach(&cut);
+        assert!(
+            cut.len() > 1 && cut.len() < tree.len(),
+            "{} of {}",
+            cut.len(),
+            tree.len()
+        );
+        assert!(reach.iter().skip(1).all(|&r| r > 0.05), "{reach:?}");
+    }
+}

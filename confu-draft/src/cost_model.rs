@@ -1,0 +1,186 @@
+//! What a speculative round costs on this device with this model: verification seconds against
+//! the number of target rows (tree nodes plus ConFu's `[con]` rows), drafting seconds against the
+//! number of draft forwards (one per level of nodes below the root), and the update after
+//! acceptance. Seeded by a calibration at load (a few target
+//! passes of chosen sizes) and refined online from every round's measured phases, with an
+//! exponential moving average so that one slow round (a page fault, another process) moves it
+//! only a little.
+
+/// Seconds per phase, as measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostModel {
+    /// `(rows, seconds)` of one verification pass, rows ascending; never empty.
+    verify: Vec<(usize, f64)>,
+    /// Draft seconds by number of draft forwards (`[forwards - 1]`), once measured.
+    draft: Vec<Option<f64>>,
+    /// Update seconds after a round that verified drafts, and after a root-only round.
+    update_spec: Option<f64>,
+    update_plain: Option<f64>,
+    /// Weight of a new measurement in the moving averages (0: the model stays as built).
+    alpha: f64,
+}
+
+/// The share of a one-row verification that one draft expansion step is assumed to cost until a
+/// round measures it (an EAGLE-3 head is one decoder layer and an `lm_head`).
+const DRAFT_STEP_PRIOR: f64 = 0.25;
+/// The share of a one-row verification that the update after a speculative round is assumed to
+/// cost until measured.
+const UPDATE_PRIOR: f64 = 0.2;
+
+impl CostModel {
+    /// A model from calibration points `(rows, seconds)` (any order), for trees of up to
+    /// `max_forwards` draft forwards; `alpha` in [0, 1] weighs each later measurement (0 keeps
+    /// the model as built, for costs set by hand).
+    pub fn new(mut verify: Vec<(usize, f64)>, max_forwards: usize, alpha: f64) -> Self {
+        verify.retain(|&(r, s)| r > 0 && s.is_finite() && s > 0.0);
+        verify.sort_by_key(|&(r, _)| r);
+        verify.dedup_by_key(|&mut (r, _)| r);
+        if verify.is_empty() {
+            // Nothing measured: unit costs, so that only ratios matter until rounds are timed.
+            verify.push((1, 1.0));
+        }
+        Self {
+            verify,
+            draft: vec![None; max_forwards.max(1)],
+            update_spec: None,
+            update_plain: None,
+            alpha: 0.0,
+        }
+        .with_alpha(alpha)
+    }
+
+    /// The same model, weighing later measurements by `alpha` (0: it stays as it is now).
+    pub fn with_alpha(mut self, alpha: f64) -> Self {
+        self.alpha = if alpha.is_finite() {
+            alpha.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Seconds of a verification pass of `rows` rows: linear between the measured row counts,
+    /// extended along the last segment's slope (or proportionally, with one point) beyond them.
+    pub fn verify(&self, rows: usize) -> f64 {
+        let rows = rows.max(1) as f64;
+        let v = &self.verify;
+        let at = |i: usize| (v[i].0 as f64, v[i].1);
+        if v.len() == 1 {
+            let (r0, s0) = at(0);
+            return s0 * (rows / r0).max(1.0);
+        }
+        let i = v.partition_point(|&(r, _)| (r as f64) < rows);
+        let (lo, hi) = match i {
+            0 => return at(0).1,
+            i if i >= v.len() => (at(v.len() - 2), at(v.len() - 1)),
+            i => (at(i - 1), at(i)),
+        };
+        let slope = ((hi.1 - lo.1) / (hi.0 - lo.0)).max(0.0);
+        lo.1 + slope * (rows - lo.0)
+    }
+
+    /// Seconds to draft a tree with `forwards` draft forwards (0: nothing is drafted).
+    pub fn draft(&self, forwards: usize) -> f64 {
+        if forwards == 0 {
+            return 0.0;
+        }
+        let f = forwards.min(self.draft.len());
+        if let Some(s) = self.draft[f - 1] {
+            return s * forwards as f64 / f as f64;
+        }
+        // The nearest measured count, scaled.
+        let nearest = (1..=self.draft.len())
+            .filter_map(|m| self.draft[m - 1].map(|s| (m, s)))
+            .min_by_key(|&(m, _)| m.abs_diff(forwards));
+        match nearest {
+            Some((m, s)) => s * forwards as f64 / m as f64,
+            None => DRAFT_STEP_PRIOR * self.verify(1) * forwards as f64,
+        }
+    }
+
+    /// Seconds of the update after a round (`speculative`: drafts were verified).
+    pub fn update(&self, speculative: bool) -> f64 {
+        if speculative {
+            self.update_spec.unwrap_or(UPDATE_PRIOR * self.verify(1))
+        } else {
+            self.update_plain.unwrap_or(0.0)
+        }
+    }
+
+    /// Seconds of a whole round: `forwards` draft forwards, a pass of `rows` rows, the update.
+    pub fn round(&self, forwards: usize, rows: usize) -> f64 {
+        self.draft(forwards) + self.verify(rows) + self.update(rows > 1)
+    }
+
+    /// Fold in one round's measured phases.
+    pub fn observe(
+        &mut self,
+        forwards: usize,
+        rows: usize,
+        draft_s: f64,
+        verify_s: f64,
+        update_s: f64,
+    ) {
+        let a = self.alpha;
+        let ema = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + a * (new - o)));
+        if a == 0.0 || !(draft_s.is_finite() && verify_s.is_finite() && update_s.is_finite()) {
+            return;
+        }
+        if forwards > 0 && forwards <= self.draft.len() {
+            self.draft[forwards - 1] = ema(self.draft[forwards - 1], draft_s);
+        }
+        if rows > 0 && verify_s > 0.0 {
+            match self.verify.binary_search_by_key(&rows, |&(r, _)| r) {
+                Ok(i) => self.verify[i].1 += a * (verify_s - self.verify[i].1),
+                Err(i) => self.verify.insert(i, (rows, verify_s)),
+            }
+        }
+        if rows > 1 {
+            self.update_spec = ema(self.update_spec, update_s);
+        } else {
+            self.update_plain = ema(self.update_plain, update_s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_interpolates_and_extrapolates() {
+        let m = CostModel::new(vec![(4, 3.0), (1, 1.0), (2, 1.5)], 4, 0.5);
+        assert_eq!(m.verify(1), 1.0);
+        assert_eq!(m.verify(3), 2.25);
+        // Past the last point along the last segment's slope (0.75 per row).
+        assert_eq!(m.verify(8), 6.0);
+        assert_eq!(CostModel::new(vec![(2, 2.0)], 1, 1.0).verify(6), 6.0);
+    }
+
+    #[test]
+    fn draft_cost_scales_from_the_nearest_measured_count() {
+        let mut m = CostModel::new(vec![(1, 1.0)], 6, 0.5);
+        assert_eq!(m.draft(0), 0.0);
+        // Prior: a quarter of a one-row verification per forward.
+        assert_eq!(m.draft(4), 1.0);
+        m.observe(4, 10, 2.0, 4.0, 0.5);
+        assert_eq!(m.draft(4), 2.0);
+        assert_eq!(m.draft(6), 3.0);
+        assert_eq!(m.draft(8), 4.0, "past the table: proportional");
+        m.observe(4, 10, 4.0, 4.0, 0.5);
+        assert_eq!(m.draft(4), 3.0, "moving average with alpha 0.5");
+    }
+
+    #[test]
+    fn rounds_are_measured_into_the_model() {
+        let mut m = CostModel::new(vec![(1, 1.0), (8, 2.0)], 4, 1.0);
+        m.observe(2, 4, 0.5, 1.2, 0.3);
+        assert_eq!(m.verify(4), 1.2);
+        assert_eq!(m.update(true), 0.3);
+        assert_eq!(m.update(false), 0.0);
+        m.observe(0, 1, 0.0, 0.9, 0.01);
+        assert_eq!(m.verify(1), 0.9);
+        assert_eq!(m.update(false), 0.01);
+        assert!((m.round(2, 4) - (0.5 + 1.2 + 0.3)).abs() < 1e-12);
+    }
+}

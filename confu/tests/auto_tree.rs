@@ -1,0 +1,154 @@
+//! `--tree auto` stays lossless whatever it chooses: with costs that make it draft large trees,
+//! decode plainly (head positions deferred, ConFu's future slot kept) with a probe every few
+//! rounds, or trade nodes against time, and with the costs it measures itself, greedy EAGLE-3 and
+//! ConFu output equals vanilla greedy output on every fixture target, and sampled output follows
+//! the target's distribution (chi-square, as `speculative.rs`).
+
+mod common;
+
+use std::sync::Arc;
+
+use backend_cpu::Cpu;
+use confu::reference::fixture_dirs;
+use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
+use confu_draft::{AutoTree, AutoTreeOptions, CostModel, DraftConfig, Eagle3Head, TreeSettings};
+use confu_model::TargetModel;
+use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
+
+fn options() -> AutoTreeOptions {
+    AutoTreeOptions {
+        max: TreeSettings {
+            total_tokens: 24,
+            depth: 4,
+            top_k: 4,
+        },
+        explore_every: 3,
+        ..AutoTreeOptions::default()
+    }
+}
+
+/// Policies with hand-set costs: verification points, seconds per draft forward and of the
+/// update after a drafted round.
+fn policies() -> Vec<(&'static str, AutoTree)> {
+    let policy = |verify: Vec<(usize, f64)>, forward: f64, update: f64| {
+        let mut costs = CostModel::new(verify, 5, 1.0);
+        for f in 1..=5 {
+            costs.observe(f, 2, forward * f as f64, 0.0, update);
+        }
+        // Frozen: the rounds' real timings must not replace the hand-set costs.
+        AutoTree::new(options(), costs.with_alpha(0.0))
+    };
+    vec![
+        ("free drafts", policy(vec![(1, 1.0), (64, 1.0)], 0.0, 0.0)),
+        ("a step per row", policy(vec![(1, 1.0), (2, 2.0)], 0.3, 0.2)),
+        (
+            "a tenth of a step per row",
+            policy(vec![(1, 1.0), (2, 1.1)], 0.05, 0.05),
+        ),
+    ]
+}
+
+fn random_confu(target: &TargetModel<Cpu>) -> ConfuHead<Cpu> {
+    let dc = DraftConfig::for_target(target.config());
+    let head = Eagle3Head::random(dc.clone(), 3, target).unwrap();
+    let dims = ConfuDims {
+        target_hidden: target.config().hidden_size,
+        draft_hidden: dc.hidden_size,
+        draft_kv_heads: dc.shape.kv_heads,
+    };
+    let options = ConfuOptions::default();
+    let params = ConfuParams::random(&options, dims, 5, target.device());
+    ConfuHead::from_parts(target, Arc::new(head), options, params).unwrap()
+}
+
+#[test]
+fn greedy_auto_trees_equal_vanilla() {
+    for dir in fixture_dirs("hf") {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let target =
+            TargetModel::<Cpu>::load(&dir, backend_cpu::ops(), &Default::default()).unwrap();
+        let vocab = target.config().vocab_size as u32;
+        let mut modes: Vec<(String, DraftMode<Cpu>)> = Vec::new();
+        let tree = options().max;
+        if let Ok(head) = Eagle3Head::load(&common::draft_dir(), &target) {
+            let head = Arc::new(head);
+            modes.push(("eagle3".into(), DraftMode::Eagle3 { head, tree }));
+        }
+        let confu = random_confu(&target);
+        modes.push(("confu".into(), DraftMode::Confu { confu, tree }));
+        let mut prompts = common::prompts(vocab);
+        prompts.truncate(3);
+        let config = GenerationConfig {
+            max_new_tokens: 24,
+            ..Default::default()
+        };
+        let vanilla = Engine::new(target.clone());
+        let (mut plain, mut drafted) = (0, 0);
+        for (label, mode) in &modes {
+            let mut engines: Vec<(String, Engine<Cpu>)> = policies()
+                .into_iter()
+                .map(|(p, policy)| {
+                    let e = Engine::with_mode(target.clone(), mode.clone()).unwrap();
+                    (format!("{label} auto ({p})"), e.with_auto_policy(policy))
+                })
+                .collect();
+            let measured = Engine::with_mode(target.clone(), mode.clone())
+                .unwrap()
+                .with_auto_tree(options())
+                .unwrap();
+            engines.push((format!("{label} auto (measured)"), measured));
+            for prompt in &prompts {
+                let want = vanilla.generate(prompt, &config, |_| {}).unwrap();
+                for (l, engine) in &engines {
+                    let got = engine.generate(prompt, &config, |_| {}).unwrap();
+                    common::check_greedy(&target, &name, l, prompt, &want, &got);
+                    for r in &got.rounds {
+                        let a = r.auto.expect("every round of an auto engine is planned");
+                        assert_eq!(a.nodes, r.tree_size, "{name} {l}: the verified tree");
+                        match a.nodes {
+                            1 => plain += 1,
+                            _ => drafted += 1,
+                        }
+                    }
+                }
+            }
+        }
+        println!(
+            "auto tree {name}: {} prompts x {} auto drafters equal vanilla greedy; {plain} plain and {drafted} drafted rounds ... ok",
+            prompts.len(),
+            4 * modes.len()
+        );
+        assert!(
+            plain > 0 && drafted > 0,
+            "both kinds of round were exercised"
+        );
+    }
+}
+
+#[test]
+fn sampled_auto_trees_match_vanilla_sampling() {
+    let (target, prompt, _) = common::sampling_setup();
+    let head = Arc::new(Eagle3Head::load(&common::draft_dir(), &target).unwrap());
+    let mode = DraftMode::Eagle3 {
+        head,
+        tree: options().max,
+    };
+    let vanilla = Engine::new(target.clone());
+    let (n, positions) = (1500, 3);
+    // Trees whose depth and size change from round to round (the switch to plain rounds and
+    // back is exercised by the greedy test above).
+    let (_, policy) = policies().remove(0);
+    let spec = Engine::with_mode(target, mode)
+        .unwrap()
+        .with_auto_policy(policy);
+    let (a, b, accepted) =
+        common::sample_both(&vanilla, &spec, &prompt, (0.25, None, None), n, positions);
+    for p in 0..positions {
+        common::same_distribution(&format!("auto T=0.25 position {p}"), &a[p], &b[p]).unwrap();
+    }
+    println!("auto tree lossless sampling: {accepted} drafts accepted");
+    assert!(
+        accepted > n,
+        "too few accepted drafts ({accepted}) for the test to have power"
+    );
+}
