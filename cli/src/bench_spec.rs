@@ -38,7 +38,7 @@ pub struct SpecArgs {
     )]
     pub tree_sizes: Vec<usize>,
     /// Tree used for the drafting measurement: TOTAL,DEPTH,TOPK.
-    #[arg(long, default_value = "30,4,8", value_parser = crate::generate::parse_tree, allow_hyphen_values = true)]
+    #[arg(long, default_value = "30,4,8", value_parser = crate::draft_args::parse_tree, allow_hyphen_values = true)]
     pub tree: TreeSettings,
     /// Measured runs (median reported).
     #[arg(long, default_value_t = 5, allow_hyphen_values = true)]

@@ -15,7 +15,7 @@ use confu_core::{Error, Ops, Result};
 use confu_model::{TargetModel, Tokenizer};
 
 use crate::backend::Job;
-use crate::generate::{resolve_model, DraftArgs};
+use crate::draft_args::{resolve_model, DraftArgs, EmbeddedDrafts};
 
 /// Prompts of the greedy-equality check: one per kind of text the testbed knows.
 const PROMPTS: [&str; 4] = [
@@ -81,7 +81,8 @@ impl Job for CheckArgs {
             // Nothing drafts, so there is no speculative output to hold against vanilla.
             return summarize(&lines, &self.device);
         }
-        let (model_dir, draft) = resolve_model(&self.model, &self.draft)?;
+        let (model_dir, draft) =
+            resolve_model(&self.model, &self.draft, EmbeddedDrafts::Eagle3AndConfu)?;
         let target = TargetModel::<B>::load(&model_dir, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&model_dir)?;
         let prompts = PROMPTS

@@ -1,6 +1,7 @@
-//! The embedded default model: the testbed target and its EAGLE-3 head (`models/testbed/`, built
-//! by `scripts/testbed.sh`), compiled into the binary so that `confu generate --prompt ...` works
-//! from any directory with no download and no `--model`.
+//! The embedded default model: the testbed target, its ConFu head (the ablation's ConFu full), the
+//! EAGLE-3 control head it is compared with, and the corpus's dev prompts (`models/testbed/`, built
+//! by `scripts/testbed.sh`), compiled into the binary so that `confu generate --prompt ...` and
+//! `confu eval` work from any directory with no download and no `--model`.
 //!
 //! The loaders read folders (and memory-map the weights), so the bytes are written once to a
 //! cache folder named after their hash — `$CONFU_CACHE_DIR`, else `$XDG_CACHE_HOME/confu`, else
@@ -36,13 +37,21 @@ const FILES: &[(&str, &[u8])] = &[
     testbed_file!("target/tokenizer.json"),
     testbed_file!("draft/config.json"),
     testbed_file!("draft/model.safetensors"),
+    testbed_file!("confu/config.json"),
+    testbed_file!("confu/model.safetensors"),
+    testbed_file!("confu/confu.json"),
+    testbed_file!("confu/confu.safetensors"),
+    testbed_file!("prompts-dev.jsonl"),
 ];
 
-/// Folders of the embedded target (HF layout) and of its EAGLE-3 head (official layout).
+/// Folders of the embedded target (HF layout), its ConFu head (ConFu folder layout) and its EAGLE-3
+/// head (official layout), and the embedded prompts (Spec-Bench format).
 #[derive(Debug, Clone)]
 pub struct DefaultModel {
     pub target: PathBuf,
-    pub draft: PathBuf,
+    pub confu: PathBuf,
+    pub eagle3: PathBuf,
+    pub prompts: PathBuf,
 }
 
 /// Write the embedded model to the cache (once) and return its folders.
@@ -58,7 +67,9 @@ pub fn default_model() -> Result<DefaultModel> {
     }
     Ok(DefaultModel {
         target: dir.join("target"),
-        draft: dir.join("draft"),
+        confu: dir.join("confu"),
+        eagle3: dir.join("draft"),
+        prompts: dir.join("prompts-dev.jsonl"),
     })
 }
 

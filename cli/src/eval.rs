@@ -14,18 +14,19 @@ use confu_model::{TargetModel, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Job;
-use crate::generate::{resolve_model, DraftArgs};
+use crate::draft_args::{resolve_model, DraftArgs, EmbeddedDrafts};
 
 /// Arguments of `confu eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Hugging Face checkpoint folder of the target. Default: the embedded testbed model with its
-    /// EAGLE-3 head.
+    /// Hugging Face checkpoint folder of the target. Default: the embedded testbed model, comparing
+    /// its EAGLE-3 head and its ConFu head with vanilla.
     #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
     pub model: Option<PathBuf>,
-    /// Spec-Bench `question.jsonl` (question_id, category, turns).
+    /// Spec-Bench `question.jsonl` (question_id, category, turns). Default: the embedded copy of
+    /// the corpus's `prompts-dev.jsonl` (160 prompts, 4 categories).
     #[arg(long, allow_hyphen_values = true, value_parser = crate::non_empty_path)]
-    pub prompts: PathBuf,
+    pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub draft: DraftArgs,
     /// Tokens generated per prompt.
@@ -66,9 +67,13 @@ impl Job for EvalArgs {
             stop_at_eos: true,
         };
         config.validate()?;
+        let prompts = match &self.prompts {
+            Some(path) => path.clone(),
+            None => crate::embedded::default_model()?.prompts,
+        };
         // Output paths are checked before the long work, not after it.
         for path in [&self.json, &self.plot].into_iter().flatten() {
-            crate::out_paths::check_output_file(path, &[&self.prompts])?;
+            crate::out_paths::check_output_file(path, &[&prompts])?;
         }
         if self.limit == Some(0) {
             return Err(Error::invalid(
@@ -77,11 +82,11 @@ impl Job for EvalArgs {
                 "must be >= 1 (omit it to use every question)",
             ));
         }
-        let mut questions = read_questions(&self.prompts)?;
+        let mut questions = read_questions(&prompts)?;
         if let Some(n) = self.limit {
             questions.truncate(n);
         }
-        let (dir, draft) = resolve_model(&self.model, &self.draft)?;
+        let (dir, draft) = resolve_model(&self.model, &self.draft, EmbeddedDrafts::Eagle3AndConfu)?;
         if !draft.enabled() {
             return Err(Error::invalid(
                 "draft",
@@ -91,11 +96,7 @@ impl Job for EvalArgs {
         }
         let target = TargetModel::<B>::load(&dir, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
-        let drafters = draft
-            .modes(&target)?
-            .into_iter()
-            .map(|(name, mode)| Ok((name, Engine::with_mode(target.clone(), mode)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let drafters = draft.engines(&target)?;
         let vanilla = Engine::new(target);
         let bar = ProgressBar::new(questions.len() as u64);
         bar.set_style(

@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 mod bench_spec;
 mod check;
+mod draft_args;
 mod embedded;
 mod eval;
 mod generate;

@@ -1,7 +1,7 @@
 //! The embedded default model through the real binary: `confu generate --prompt` with no
-//! `--model` drafts with the embedded EAGLE-3 head, its greedy output equals `--vanilla`, the
-//! model is written to the cache once and reused, and `confu eval --prompts` runs with no
-//! `--model` / `--draft`.
+//! `--model` drafts with the embedded ConFu head, its greedy output equals `--vanilla`, the
+//! model is written to the cache once and reused, and `confu eval` runs with no `--model` /
+//! `--draft`, comparing the embedded EAGLE-3 and ConFu heads with vanilla.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,6 +41,10 @@ fn embedded_model_drafts_losslessly_and_evaluates() {
     let rounds = spec["rounds"].as_array().expect("rounds").len();
     let generated = spec["generated_ids"].as_array().expect("ids").len();
     let tau = spec["tau"].as_f64().expect("tau");
+    assert_eq!(
+        spec["drafter"], "confu:confu",
+        "the embedded default drafts with ConFu"
+    );
     println!("embedded: {generated} tokens in {rounds} rounds, tau {tau:.2}");
     assert!(generated > 0 && rounds > 0);
     assert!(
@@ -88,6 +92,21 @@ fn embedded_model_drafts_losslessly_and_evaluates() {
     );
     println!("{table}");
     assert!(table.contains("rust") && table.contains("prose"), "{table}");
+    assert!(
+        !table.contains(" NO"),
+        "greedy speculative output differed from vanilla:\n{table}"
+    );
+
+    // No arguments at all: the embedded prompts, the EAGLE-3 head and the ConFu head.
+    let (table, _) = confu(
+        cache.path(),
+        &["eval", "--limit", "8", "--max-new-tokens", "16"],
+    );
+    println!("{table}");
+    assert!(
+        table.contains("eagle3:draft") && table.contains("confu:confu"),
+        "eval with no arguments compares the embedded EAGLE-3 and ConFu heads:\n{table}"
+    );
     assert!(
         !table.contains(" NO"),
         "greedy speculative output differed from vanilla:\n{table}"

@@ -1,7 +1,8 @@
 //! The embedded model's greedy output is pinned: `data/greedy_ids.json` holds the ids that the
 //! binary *before* models became shared burn modules (commit f6048c7) generated for 20 fixed
-//! prompts (`--vanilla`, 32 new tokens). Today's binary must give the same ids, vanilla and with
-//! the embedded EAGLE-3 head, so any change to the model code that moves a greedy token shows.
+//! prompts (`--vanilla`, 32 new tokens). Today's binary must give the same ids, vanilla, with the
+//! embedded ConFu head (the default) and with the embedded EAGLE-3 head, so any change to the model
+//! code that moves a greedy token shows.
 
 use std::process::Command;
 
@@ -50,12 +51,14 @@ fn embedded_greedy_ids_are_unchanged_on_20_prompts() {
             .collect();
         let vanilla = generate(cache.path(), prompt, &["--vanilla"]);
         assert_eq!(vanilla, want, "vanilla greedy ids changed for {prompt:?}");
-        let spec = generate(cache.path(), prompt, &[]);
-        assert_eq!(spec, want, "EAGLE-3 greedy ids differ for {prompt:?}");
+        let confu = generate(cache.path(), prompt, &[]);
+        assert_eq!(confu, want, "ConFu greedy ids differ for {prompt:?}");
+        let eagle3 = generate(cache.path(), prompt, &["--draft-kind", "eagle3"]);
+        assert_eq!(eagle3, want, "EAGLE-3 greedy ids differ for {prompt:?}");
         same += 1;
     }
     println!(
-        "greedy ids: {same}/{} prompts identical to the recorded ones (vanilla and EAGLE-3)",
+        "greedy ids: {same}/{} prompts identical to the recorded ones (vanilla, ConFu and EAGLE-3)",
         recorded.len()
     );
 }
