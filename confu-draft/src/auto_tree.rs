@@ -152,6 +152,15 @@ impl AutoTree {
             .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
     }
 
+    /// Whether drafting is predicted to beat plain decoding (true while nothing is known);
+    /// `rows(n)` as for [`Self::plan`].
+    pub fn expects_drafting(&self, rows: &dyn Fn(usize) -> usize) -> bool {
+        match self.best(1, self.expected.len(), rows) {
+            None => true,
+            Some((rate, _)) => rate > 1.0 / self.costs.round(0, 1),
+        }
+    }
+
     /// The tree to draft this round, within `room` nodes and positions; `total_tokens == 1`
     /// means plain decoding. `rows(n)` is the verification rows of `n` nodes for this drafter.
     pub fn plan(&mut self, room: usize, rows: &dyn Fn(usize) -> usize) -> TreeSettings {

@@ -183,4 +183,16 @@ mod tests {
         assert_eq!(m.update(false), 0.01);
         assert!((m.round(2, 4) - (0.5 + 1.2 + 0.3)).abs() < 1e-12);
     }
+
+    #[test]
+    fn alpha_zero_keeps_the_model_as_built() {
+        let mut m = CostModel::new(vec![(1, 1.0), (8, 2.0)], 4, 1.0);
+        m.observe(2, 4, 0.5, 1.2, 0.3);
+        let frozen = m.clone().with_alpha(0.0);
+        let mut after = frozen.clone();
+        after.observe(2, 4, 9.0, 9.0, 9.0);
+        after.observe(0, 1, 0.0, 9.0, 9.0);
+        assert_eq!(after, frozen);
+        assert_eq!(after.verify(4), 1.2);
+    }
 }

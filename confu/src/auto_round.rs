@@ -52,16 +52,25 @@ impl AutoRound {
         Ok(tree)
     }
 
-    /// Learn which drafts were accepted; returns whether the round drafted nothing (its
-    /// positions can reach the head later).
+    /// Learn which drafts were accepted; returns whether the head may see these positions later
+    /// (with the next tree): after the prefill and after a round that drafted nothing, so that
+    /// plain decoding pays no head forward.
     pub(crate) fn observe(&mut self, path: &[usize], prefill: bool) -> bool {
         match (&self.policy, &self.round, prefill) {
+            (Some(_), _, true) => true,
             (Some(policy), Some((tree, choice)), false) => {
                 Self::lock(policy).observe_acceptance(tree, path);
                 choice.nodes == 1
             }
             _ => false,
         }
+    }
+
+    /// Whether the next round is expected to draft (always, without a policy).
+    pub(crate) fn expects_drafting(&self, rows: &dyn Fn(usize) -> usize) -> bool {
+        self.policy
+            .as_ref()
+            .is_none_or(|p| Self::lock(p).expects_drafting(rows))
     }
 
     pub(crate) fn choice(&self) -> Option<AutoChoice> {

@@ -109,6 +109,17 @@ impl<B: Backend> ConfuProposer<B> {
         }
     }
 
+    /// Target rows verifying `n` nodes: a node row each, and `[con]` rows for the covered nodes;
+    /// a plain round (`n = 1` under `--tree auto`) has neither.
+    fn verification_rows(&self) -> impl Fn(usize) -> usize {
+        let rule = self.confu.contemplator.options.contemplate_nodes;
+        move |n: usize| match rule {
+            _ if n < 2 => 1,
+            ContemplateNodes::All => 2 * n,
+            ContemplateNodes::Top(m) => n + 1 + m.min(n - 1),
+        }
+    }
+
     /// Choose each round's tree (and with it the `[con]` rows) with `auto`; a round that drafts
     /// nothing adds no `[con]` row, and the draft keeps its last future vector.
     pub fn with_auto(mut self, auto: Option<SharedAutoTree>) -> Self {
@@ -207,9 +218,15 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         let anchor = features.clone().narrow(0, q, 1);
         let c = self.confu.contemplator.clone();
         let ops = self.ops.clone();
-        self.auto.observe(obs.path, obs.prefill);
+        let defer = self.auto.observe(obs.path, obs.prefill);
         self.anchor = Some(anchor.clone());
-        let f = if obs.prefill {
+        let f = if obs.prefill && !self.auto.expects_drafting(&self.verification_rows()) {
+            // `--tree auto` expects plain rounds: no `[con]` pass until a tree is drafted (that
+            // round drafts without a future vector, and its `[con]` rows give the next one).
+            self.future_node = None;
+            self.state()?.defer(path_features, obs.next);
+            return Ok(());
+        } else if obs.prefill {
             self.future_node = None;
             c.prefill_future(obs.target, obs.cache, anchor.clone())?.f
         } else if self.covered.is_empty() {
@@ -235,17 +252,15 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         let state = self.state()?;
         let position = state.len() + obs.path.len();
         state.set_future_slot(e_f, f, position, c.params.slot_gain.as_ref())?;
+        if defer {
+            state.defer(path_features, obs.next);
+            return Ok(());
+        }
         state.extend(path_features, obs.next)
     }
 
     fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
-        // A node row each, and `[con]` rows for the covered nodes; a plain round has neither.
-        let rule = self.confu.contemplator.options.contemplate_nodes;
-        let rows = move |n: usize| match rule {
-            _ if n < 2 => 1,
-            ContemplateNodes::All => 2 * n,
-            ContemplateNodes::Top(m) => n + 1 + m.min(n - 1),
-        };
+        let rows = self.verification_rows();
         let state = started(&mut self.state)?;
         self.auto.draft(state, root, room, self.tree, &rows)
     }

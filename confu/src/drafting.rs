@@ -207,9 +207,9 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
 
     fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
         let features = obs.path_features().ok_or_else(missing_taps)?;
-        let plain = self.auto.observe(obs.path, obs.prefill);
+        let defer = self.auto.observe(obs.path, obs.prefill);
         let state = self.state()?;
-        if plain {
+        if defer {
             state.defer(features, obs.next);
             return Ok(());
         }
