@@ -97,6 +97,7 @@ for temp in 0 0.7 1; do
       --json "$A/$name.json" --plot "$A/$name.png" | tee "$A/$name.txt"
   done
 done
+python3 scripts/ablation_table.py "$A" | tee "$A/table.md"
 
 stage "embedding into models/testbed"
 mkdir -p models/testbed/target models/testbed/draft models/testbed/confu
@@ -106,5 +107,6 @@ cp "$A"/confu-full/{config.json,model.safetensors,confu.json,confu.safetensors} 
 cp "$WORK"/target/log.json models/testbed/target-log.json
 cp "$A"/control/log.json models/testbed/draft-log.json
 cp "$A"/confu-full/log.json models/testbed/confu-log.json
+cp "$PROMPTS" models/testbed/prompts-dev.jsonl
 du -sh models/testbed
 echo "done; rebuild the CLI (cargo build --release -p cli) to embed the new model"

@@ -106,13 +106,17 @@ impl<B: Backend> Engine<B> {
         };
         // The calibration runs with the taps this mode's drafter reads.
         let taps = self.drafter().taps(self.target.config());
+        let start = Instant::now();
         let points = calibrate(
             &self.target,
             rows_per_node * options.max.total_tokens,
             &taps,
             CALIBRATION_BUDGET,
         )?;
-        tracing::info!("--tree auto: verification seconds by rows {points:?}");
+        tracing::info!(
+            "--tree auto: calibrated in {:.0} ms; verification seconds by rows {points:?}",
+            1e3 * start.elapsed().as_secs_f64()
+        );
         let costs = CostModel::new(points, options.max.depth + 1, options.alpha);
         Ok(self.with_auto_policy(AutoTree::new(options, costs)))
     }
