@@ -17,8 +17,15 @@
 //! of `rate(depth, rank)` along its path. Every `explore_every` rounds the policy drafts one level
 //! deeper than its best, so that the statistics of the shapes it is not using stay current. While
 //! plain decoding wins it probes its best tree every `explore_every` rounds, and doubles that
-//! wait (up to [`MAX_PROBE_WAIT`] rounds) each time a probe finds no tree worth verifying:
-//! where speculation does not pay, probes cost a vanishing share of the time.
+//! wait (up to [`MAX_PROBE_WAIT`] rounds) each time a probe finds no tree worth verifying; a
+//! probe also waits until the plain rounds since the last one took `1 / probe_share` times what
+//! it is predicted to cost beyond a plain round (the head's catch-up over the positions they
+//! deferred, and the drafting). Where speculation does not pay, probes cost at most that share of
+//! the time.
+//!
+//! Plain rounds change nothing the drafted shapes' predictions depend on (only the cost of a
+//! one-row pass), so the best drafted rate is cached between drafted rounds: a plain round's
+//! plan is a comparison, not a search.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +38,7 @@ pub const MAX_PROBE_WAIT: usize = 256;
 
 /// Settings of `--tree auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AutoTreeOptions {
     /// The largest tree considered (nodes, depth, top-k per expansion).
     pub max: TreeSettings,
@@ -40,6 +48,9 @@ pub struct AutoTreeOptions {
     pub decay: f64,
     /// Weight of a new measurement in the moving averages (timings and `E[d][n]`).
     pub alpha: f64,
+    /// While plain decoding wins, the most of the plain rounds' time that a probe (the head's
+    /// catch-up on the deferred positions, and the drafting) may cost.
+    pub probe_share: f64,
 }
 
 impl Default for AutoTreeOptions {
@@ -53,6 +64,7 @@ impl Default for AutoTreeOptions {
             explore_every: 8,
             decay: 0.98,
             alpha: 0.1,
+            probe_share: 0.01,
         }
     }
 }
@@ -70,6 +82,10 @@ pub struct AutoChoice {
     pub predicted_tokens: f64,
     /// Predicted seconds of the round.
     pub predicted_s: f64,
+    /// Seconds the head spent catching up on positions deferred by plain rounds before drafting
+    /// (part of the round's drafting time, left out of the cost model's drafting cost).
+    #[serde(default)]
+    pub catch_up_s: f64,
 }
 
 /// The online policy of one engine (shared by its sequences, so that what one prompt taught
@@ -88,6 +104,9 @@ pub struct AutoTree {
     since_probe: usize,
     probe_wait: usize,
     probing: bool,
+    /// `[max levels]`: the best drafted rate and its level count, while nothing it depends on
+    /// changed.
+    best_cache: Vec<Option<Option<(f64, usize)>>>,
 }
 
 impl AutoTree {
@@ -111,6 +130,7 @@ impl AutoTree {
             since_probe: 0,
             probe_wait: options.explore_every,
             probing: false,
+            best_cache: vec![None; m.depth + 2],
         }
     }
 
@@ -152,18 +172,38 @@ impl AutoTree {
             .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
     }
 
+    /// [`Self::best`] over `1..=max` levels, cached until a drafted round changes what it
+    /// depends on.
+    fn best_drafted(&mut self, max: usize, rows: &dyn Fn(usize) -> usize) -> Option<(f64, usize)> {
+        let max = max.min(self.expected.len());
+        if let Some(Some(hit)) = self.best_cache.get(max) {
+            return *hit;
+        }
+        let best = self.best(1, max, rows);
+        if let Some(slot) = self.best_cache.get_mut(max) {
+            *slot = Some(best);
+        }
+        best
+    }
+
     /// Whether drafting is predicted to beat plain decoding (true while nothing is known);
     /// `rows(n)` as for [`Self::plan`].
-    pub fn expects_drafting(&self, rows: &dyn Fn(usize) -> usize) -> bool {
-        match self.best(1, self.expected.len(), rows) {
+    pub fn expects_drafting(&mut self, rows: &dyn Fn(usize) -> usize) -> bool {
+        match self.best_drafted(self.expected.len(), rows) {
             None => true,
             Some((rate, _)) => rate > 1.0 / self.costs.round(0, 1),
         }
     }
 
     /// The tree to draft this round, within `room` nodes and positions; `total_tokens == 1`
-    /// means plain decoding. `rows(n)` is the verification rows of `n` nodes for this drafter.
-    pub fn plan(&mut self, room: usize, rows: &dyn Fn(usize) -> usize) -> TreeSettings {
+    /// means plain decoding. `rows(n)` is the verification rows of `n` nodes for this drafter;
+    /// `deferred` is the positions the head would have to catch up on before drafting.
+    pub fn plan(
+        &mut self,
+        room: usize,
+        rows: &dyn Fn(usize) -> usize,
+        deferred: usize,
+    ) -> TreeSettings {
         let max = self.options.max.within(room);
         let max_levels = if max.total_tokens < 2 {
             0
@@ -174,7 +214,7 @@ impl AutoTree {
         let explore = self.options.explore_every > 0
             && self.rounds.is_multiple_of(self.options.explore_every);
         let plain = 1.0 / self.costs.round(0, 1);
-        let levels = match self.best(1, max_levels, rows) {
+        let levels = match self.best_drafted(max_levels, rows) {
             _ if max_levels == 0 => 0,
             // Nothing drafted yet: the deepest tree teaches every level count at once.
             None => max_levels,
@@ -185,7 +225,11 @@ impl AutoTree {
             // Plain decoding is best; now and then the best tree is tried again.
             Some((_, l)) => {
                 self.since_probe += 1;
-                let probe = self.options.explore_every > 0 && self.since_probe >= self.probe_wait;
+                let plain_time = self.since_probe as f64 / plain;
+                let probe = self.options.explore_every > 0
+                    && self.since_probe >= self.probe_wait
+                    && self.options.probe_share * plain_time
+                        >= self.costs.catch_up(deferred) + self.costs.draft(l);
                 if probe {
                     (self.since_probe, self.probing) = (0, true);
                 }
@@ -222,6 +266,7 @@ impl AutoTree {
         let order = score_order(tree, scores);
         let reach = self.stats.reach(tree);
         let a = self.options.alpha;
+        self.best_cache.fill(None);
         for l in 1..=levels.min(self.expected.len()) {
             let mut sum = 0.0;
             let mut n = 1;
@@ -261,6 +306,7 @@ impl AutoTree {
             rows: rows(n),
             predicted_tokens: 1.0 + accepted,
             predicted_s: self.costs.round(levels, rows(n)),
+            catch_up_s: 0.0,
         };
         (cut, cut_scores, choice)
     }
@@ -273,6 +319,7 @@ impl AutoTree {
             rows: 1,
             predicted_tokens: 1.0,
             predicted_s: self.costs.round(0, 1),
+            catch_up_s: 0.0,
         }
     }
 
@@ -291,8 +338,17 @@ impl AutoTree {
         verify_s: f64,
         update_s: f64,
     ) {
+        if choice.levels > 0 {
+            self.best_cache.fill(None);
+        }
+        let draft_s = (draft_s - choice.catch_up_s).max(0.0);
         self.costs
             .observe(choice.levels, choice.rows, draft_s, verify_s, update_s);
+    }
+
+    /// Learn from the head's measured catch-up over `positions` deferred positions.
+    pub fn observe_catch_up(&mut self, positions: usize, seconds: f64) {
+        self.costs.observe_catch_up(positions, seconds);
     }
 }
 
@@ -401,7 +457,7 @@ mod tests {
     fn plain_decoding_when_every_row_costs_a_step() {
         // A row costs as much as a vanilla step; the best child is taken 60 % of the time.
         let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-        let first = p.plan(100, &chain_rows);
+        let first = p.plan(100, &chain_rows, 0);
         assert_eq!(
             first.depth, 4,
             "with nothing known the deepest tree is drafted"
@@ -410,11 +466,13 @@ mod tests {
         let (cut, _, choice) = p.choose(&tree, &scores, first.depth + 1, &chain_rows);
         assert_eq!((cut.len(), choice.nodes, choice.rows), (1, 1, 1));
         assert_eq!(choice.predicted_tokens, 1.0);
-        // Plain rounds, with probes of the best tree 8, then 16, then 32 rounds apart, as each
-        // probe finds nothing worth verifying.
+        // Plain rounds, with probes of the best tree (one level, 0.3 s of drafting) 30, 30, 32,
+        // then 64 rounds apart: the first waits are set by the 1 % share (0.3 s of probe per
+        // 30 s of plain rounds), the later ones by the wait that doubles as each probe finds
+        // nothing worth verifying.
         let mut probes = Vec::new();
-        for round in 2..=80 {
-            let plan = p.plan(100, &chain_rows);
+        for round in 2..=160 {
+            let plan = p.plan(100, &chain_rows, 0);
             if plan.total_tokens > 1 {
                 probes.push(round);
                 let (tree, scores) = drafted(plan);
@@ -422,21 +480,49 @@ mod tests {
                 assert_eq!(choice.nodes, 1);
             }
         }
-        assert_eq!(probes, vec![9, 25, 57], "probes 8, 16 and 32 rounds apart");
+        assert_eq!(
+            probes,
+            vec![31, 61, 93, 157],
+            "probes 30, 30, 32, 64 rounds apart"
+        );
+    }
+
+    #[test]
+    fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
+        // A plain round costs 1 s; the head's catch-up is assumed at 0.05 s per deferred
+        // position and the probe drafts one level (0.3 s), so with 100 deferred positions a
+        // probe costs 5.3 s: 530 plain rounds at a 1 % share.
+        let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
+        let first = p.plan(100, &chain_rows, 0);
+        let (tree, scores) = drafted(first);
+        p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+        let mut probes = Vec::new();
+        for round in 2..=1100 {
+            let plan = p.plan(100, &chain_rows, 100);
+            if plan.total_tokens > 1 {
+                probes.push(round);
+                let (tree, scores) = drafted(plan);
+                p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
+            }
+        }
+        assert_eq!(probes, vec![531, 1061], "a probe every 530 plain rounds");
+        // A measured catch-up replaces the prior.
+        p.observe_catch_up(100, 1.0);
+        assert!((p.costs().catch_up(100) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn large_trees_when_verification_is_flat() {
         // Verifying 64 rows costs what one does; drafting is cheap.
         let mut p = policy(vec![(1, 1.0), (64, 1.0)], 0.01);
-        let (tree, scores) = drafted(p.plan(100, &chain_rows));
+        let (tree, scores) = drafted(p.plan(100, &chain_rows, 0));
         let (cut, _, choice) = p.choose(&tree, &scores, 5, &chain_rows);
         assert_eq!(cut.len(), tree.len(), "every node is free to verify");
         assert_eq!(choice.nodes, tree.len());
         assert_eq!(choice.levels, 5);
         let expected = 1.0 + p.stats().expected_accepted(&tree);
         assert!((choice.predicted_tokens - expected).abs() < 1e-9);
-        assert!(p.plan(100, &chain_rows).depth >= 3);
+        assert!(p.plan(100, &chain_rows, 0).depth >= 3);
     }
 
     #[test]
@@ -444,7 +530,7 @@ mod tests {
         // Each row past the first costs a tenth of a step: a node is worth it when it is reached
         // more than a tenth of the time (at the best rate, about one token per step).
         let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.0);
-        let (tree, scores) = drafted(p.plan(100, &chain_rows));
+        let (tree, scores) = drafted(p.plan(100, &chain_rows, 0));
         let (cut, _, _) = p.choose(&tree, &scores, 5, &chain_rows);
         let reach = p.stats().reach(&cut);
         assert!(

@@ -5,17 +5,32 @@
 //! passes of chosen sizes) and refined online from every round's measured phases, with an
 //! exponential moving average so that one slow round (a page fault, another process) moves it
 //! only a little.
+//!
+//! Verification is a curve over row counts times a scale: a one-row pass (every plain round)
+//! moves the scale, and with it every row count; a multi-row pass moves its own point of the
+//! curve. The cost of a pass drifts with the context (attention) and the machine's load, and
+//! plain rounds measure one row count only: were only that point updated, a one-row pass grown
+//! slower with the context would make the stale multi-row points look cheap by comparison, and
+//! the policy would start drafting trees that do not pay (measured: it did, on the testbed's
+//! Rust prompts). While trees are drafted the multi-row points absorb the drift and the one-row
+//! estimate lags: plain decoding then looks a little cheaper than it is, an error in the safe
+//! direction that the next plain round corrects.
 
 /// Seconds per phase, as measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostModel {
-    /// `(rows, seconds)` of one verification pass, rows ascending; never empty.
+    /// `(rows, seconds)` of one verification pass, rows ascending, before [`Self::scale`];
+    /// never empty.
     verify: Vec<(usize, f64)>,
+    /// The drift of one-row passes since calibration, shared by every row count.
+    scale: f64,
     /// Draft seconds by number of draft forwards (`[forwards - 1]`), once measured.
     draft: Vec<Option<f64>>,
     /// Update seconds after a round that verified drafts, and after a root-only round.
     update_spec: Option<f64>,
     update_plain: Option<f64>,
+    /// Seconds per position of the head's catch-up over positions deferred by plain rounds.
+    catch_up: Option<f64>,
     /// Weight of a new measurement in the moving averages (0: the model stays as built).
     alpha: f64,
 }
@@ -26,6 +41,9 @@ const DRAFT_STEP_PRIOR: f64 = 0.25;
 /// The share of a one-row verification that the update after a speculative round is assumed to
 /// cost until measured.
 const UPDATE_PRIOR: f64 = 0.2;
+/// The share of a one-row verification that the head's batched catch-up is assumed to cost per
+/// deferred position until measured (one head layer over many rows at a time).
+const CATCH_UP_PRIOR: f64 = 0.05;
 
 impl CostModel {
     /// A model from calibration points `(rows, seconds)` (any order), for trees of up to
@@ -41,9 +59,11 @@ impl CostModel {
         }
         Self {
             verify,
+            scale: 1.0,
             draft: vec![None; max_forwards.max(1)],
             update_spec: None,
             update_plain: None,
+            catch_up: None,
             alpha: 0.0,
         }
         .with_alpha(alpha)
@@ -60,8 +80,13 @@ impl CostModel {
     }
 
     /// Seconds of a verification pass of `rows` rows: linear between the measured row counts,
-    /// extended along the last segment's slope (or proportionally, with one point) beyond them.
+    /// extended along the last segment's slope (or proportionally, with one point) beyond them,
+    /// times the shared drift.
     pub fn verify(&self, rows: usize) -> f64 {
+        self.scale * self.curve(rows)
+    }
+
+    fn curve(&self, rows: usize) -> f64 {
         let rows = rows.max(1) as f64;
         let v = &self.verify;
         let at = |i: usize| (v[i].0 as f64, v[i].1);
@@ -107,6 +132,21 @@ impl CostModel {
         }
     }
 
+    /// Seconds for the head to catch up on `positions` deferred positions before it drafts.
+    pub fn catch_up(&self, positions: usize) -> f64 {
+        positions as f64 * self.catch_up.unwrap_or(CATCH_UP_PRIOR * self.verify(1))
+    }
+
+    /// Fold in one measured catch-up over `positions` positions.
+    pub fn observe_catch_up(&mut self, positions: usize, seconds: f64) {
+        let a = self.alpha;
+        if a == 0.0 || positions == 0 || !(seconds.is_finite() && seconds >= 0.0) {
+            return;
+        }
+        let per = seconds / positions as f64;
+        self.catch_up = Some(self.catch_up.map_or(per, |o| o + a * (per - o)));
+    }
+
     /// Seconds of a whole round: `forwards` draft forwards, a pass of `rows` rows, the update.
     pub fn round(&self, forwards: usize, rows: usize) -> f64 {
         self.draft(forwards) + self.verify(rows) + self.update(rows > 1)
@@ -129,10 +169,13 @@ impl CostModel {
         if forwards > 0 && forwards <= self.draft.len() {
             self.draft[forwards - 1] = ema(self.draft[forwards - 1], draft_s);
         }
-        if rows > 0 && verify_s > 0.0 {
+        if rows == 1 && verify_s > 0.0 {
+            self.scale += a * (verify_s / self.curve(1) - self.scale);
+        } else if rows > 1 && verify_s > 0.0 {
+            let unscaled = verify_s / self.scale;
             match self.verify.binary_search_by_key(&rows, |&(r, _)| r) {
-                Ok(i) => self.verify[i].1 += a * (verify_s - self.verify[i].1),
-                Err(i) => self.verify.insert(i, (rows, verify_s)),
+                Ok(i) => self.verify[i].1 += a * (unscaled - self.verify[i].1),
+                Err(i) => self.verify.insert(i, (rows, unscaled)),
             }
         }
         if rows > 1 {
@@ -178,10 +221,27 @@ mod tests {
         assert_eq!(m.verify(4), 1.2);
         assert_eq!(m.update(true), 0.3);
         assert_eq!(m.update(false), 0.0);
-        m.observe(0, 1, 0.0, 0.9, 0.01);
-        assert_eq!(m.verify(1), 0.9);
-        assert_eq!(m.update(false), 0.01);
         assert!((m.round(2, 4) - (0.5 + 1.2 + 0.3)).abs() < 1e-12);
+        m.observe(0, 1, 0.0, 0.9, 0.01);
+        assert!((m.verify(1) - 0.9).abs() < 1e-12);
+        assert_eq!(m.update(false), 0.01);
+    }
+
+    #[test]
+    fn a_slower_one_row_pass_makes_every_row_count_slower() {
+        // Plain rounds measure one row only; the other points move with them.
+        let mut m = CostModel::new(vec![(1, 1.0), (2, 1.5), (8, 4.0)], 4, 0.5);
+        m.observe(0, 1, 0.0, 2.0, 0.0);
+        assert!((m.verify(1) - 1.5).abs() < 1e-12, "{}", m.verify(1));
+        assert!((m.verify(2) - 1.5 * 1.5).abs() < 1e-12);
+        assert!((m.verify(8) - 1.5 * 4.0).abs() < 1e-12);
+        assert!(
+            (m.verify(2) / m.verify(1) - 1.5).abs() < 1e-12,
+            "the curve's shape is kept"
+        );
+        // A measured multi-row pass corrects the curve's shape there.
+        m.observe(1, 2, 0.1, 3.0 * 1.5 * 1.5, 0.0);
+        assert!(m.verify(2) / m.verify(1) > 1.5);
     }
 
     #[test]

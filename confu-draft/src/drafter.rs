@@ -5,8 +5,10 @@
 //! each verification the drafter receives the accepted nodes' features paired with the accepted
 //! drafts followed by the bonus token; everything written while expanding a tree is dropped.
 
-use confu_core::ToHost;
 use std::sync::Arc;
+use std::time::Instant;
+
+use confu_core::ToHost;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
@@ -157,7 +159,7 @@ impl<B: Backend> Eagle3Drafter<B> {
         let start = self.cache.len();
         let positions: Vec<usize> = (start..start + n).collect();
         let vis = self.visibility(n, |row, allow| (0..start + row + 1).for_each(&mut *allow));
-        let out = self.head.forward(
+        let hidden = self.head.states(
             self.ops.as_ref(),
             &mut self.cache,
             taps,
@@ -165,8 +167,13 @@ impl<B: Backend> Eagle3Drafter<B> {
             &positions,
             &vis,
         )?;
-        let last = out.hidden.narrow(0, n - 1, 1);
-        let logits: Vec<f32> = out.logits.narrow(0, n - 1, 1).to_host();
+        // Only the last position drafts: the other rows need their K/V, not their logits.
+        let last = hidden.narrow(0, n - 1, 1);
+        let logits: Vec<f32> = self
+            .head
+            .net
+            .logits(last.clone(), self.ops.as_ref())
+            .to_host();
         self.last_hidden = Some(last);
         self.last_logp = log_softmax(&logits);
         Ok(())
@@ -182,15 +189,28 @@ impl<B: Backend> Eagle3Drafter<B> {
         auto: &mut AutoTree,
         rows: &dyn Fn(usize) -> usize,
     ) -> Result<(DraftTree, AutoChoice)> {
-        let settings = auto.plan(room, rows);
+        let deferred = self.pending.iter().map(|(_, n)| n.len()).sum();
+        let settings = auto.plan(room, rows, deferred);
         if settings.total_tokens < 2 {
             self.scores = vec![0.0];
             return Ok((DraftTree::root_only(root), auto.plain_choice()));
         }
+        let start = Instant::now();
+        self.flush()?;
+        let catch_up_s = start.elapsed().as_secs_f64();
+        if deferred > 0 {
+            auto.observe_catch_up(deferred, catch_up_s);
+        }
         let tree = self.draft_tree(root, settings)?;
         let (cut, scores, choice) = auto.choose(&tree, &self.scores, settings.depth + 1, rows);
         self.scores = scores;
-        Ok((cut, choice))
+        Ok((
+            cut,
+            AutoChoice {
+                catch_up_s,
+                ..choice
+            },
+        ))
     }
 
     /// Grow a tree below `root` (the token the target chose after the accepted prefix).

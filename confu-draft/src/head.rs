@@ -138,19 +138,32 @@ impl<B: Backend> Eagle3<B> {
         ops: &dyn Ops<B>,
         keys: &mut dyn AttentionKeys<B>,
     ) -> DraftOutput<B> {
+        let hidden = self.states(g, e, rope, ops, keys);
+        let logits = self.logits(hidden.clone(), ops);
+        DraftOutput { hidden, logits }
+    }
+
+    /// [`Self::forward_rows`] without the `lm_head`: the output states only (a catch-up over
+    /// many positions needs the logits of its last row alone).
+    pub fn states(
+        &self,
+        g: Tensor<B, 2>,
+        e: Tensor<B, 2>,
+        rope: &RopeRows<B>,
+        ops: &dyn Ops<B>,
+        keys: &mut dyn AttentionKeys<B>,
+    ) -> Tensor<B, 2> {
         let m = &self.midlayer;
         let x = self.layer_input(g.clone(), e, ops);
         let h1 = g + m.self_attn.forward(x, rope, ops, keys, 0);
-        let out = h1.clone()
+        h1.clone()
             + m.mlp
-                .forward(m.post_attention_layernorm.forward(h1, ops), ops);
-        let logits = self
-            .lm_head
-            .forward(self.norm.forward(out.clone(), ops), ops);
-        DraftOutput {
-            hidden: out,
-            logits,
-        }
+                .forward(m.post_attention_layernorm.forward(h1, ops), ops)
+    }
+
+    /// Draft-vocabulary logits of output states.
+    pub fn logits(&self, hidden: Tensor<B, 2>, ops: &dyn Ops<B>) -> Tensor<B, 2> {
+        self.lm_head.forward(self.norm.forward(hidden, ops), ops)
     }
 }
 
@@ -329,6 +342,21 @@ impl<B: Backend> Eagle3Head<B> {
         positions: &[usize],
         visibility: &Visibility,
     ) -> Result<DraftOutput<B>> {
+        let hidden = self.states(ops, cache, hidden, tokens, positions, visibility)?;
+        let logits = self.net.logits(hidden.clone(), ops);
+        Ok(DraftOutput { hidden, logits })
+    }
+
+    /// [`Self::forward`] without the logits: the output states of the rows.
+    pub fn states(
+        &self,
+        ops: &dyn Ops<B>,
+        cache: &mut DenseKvCache<B>,
+        hidden: Tensor<B, 2>,
+        tokens: &[u32],
+        positions: &[usize],
+        visibility: &Visibility,
+    ) -> Result<Tensor<B, 2>> {
         let c = &self.config;
         let [rows, width] = hidden.dims();
         if rows != tokens.len() || rows != positions.len() || visibility.rows() != rows {
@@ -386,7 +414,7 @@ impl<B: Backend> Eagle3Head<B> {
             region: Region::Main,
             masked_out: mask.as_ref(),
         };
-        let out = self.net.forward_rows(g, e, &rope, ops, &mut keys);
+        let out = self.net.states(g, e, &rope, ops, &mut keys);
         cache.commit(Region::Main, rows);
         Ok(out)
     }

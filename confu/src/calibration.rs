@@ -18,10 +18,10 @@ pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(400);
 const ROWS: [usize; 15] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192];
 
 /// Passes per row count; the fastest is kept (the first also warms caches and allocators).
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 /// `(rows, seconds)` of verification passes (tree-masked, logits of every row read to the host,
-/// `taps` gathered) after a 32-token context, for row counts up to `max_rows`, within `budget`
+/// `taps` gathered) after a 128-token context, for row counts up to `max_rows`, within `budget`
 /// (rows 1 and 2 are always measured).
 pub fn calibrate<B: Backend>(
     target: &TargetModel<B>,
@@ -30,7 +30,7 @@ pub fn calibrate<B: Backend>(
     budget: Duration,
 ) -> Result<Vec<(usize, f64)>> {
     let c = target.config();
-    let context = 32.min(c.max_position_embeddings.saturating_sub(max_rows + 1));
+    let context = 128.min(c.max_position_embeddings.saturating_sub(max_rows + 1));
     let vocab = c.vocab_size.max(1);
     let prompt: Vec<u32> = (0..context.max(1))
         .map(|i| ((i * 7919 + 13) % vocab) as u32)

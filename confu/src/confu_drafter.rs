@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{index_tensor, DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
+use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
 use confu_draft::{AutoChoice, Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
@@ -209,8 +209,10 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             0 => rows,
             _ => rows.narrow(1, width, extra),
         };
-        let idx = index_tensor(obs.path, &features.device());
-        let path_features = features.clone().select(0, idx);
+        let path_features = obs
+            .path_features()
+            .ok_or_else(missing_taps)?
+            .narrow(1, 0, width);
         let q = *obs
             .path
             .last()

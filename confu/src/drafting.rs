@@ -33,6 +33,11 @@ impl<B: Backend> Observation<'_, B> {
     /// The features of the accepted rows, `[path, taps * hidden]`.
     pub fn path_features(&self) -> Option<Tensor<B, 2>> {
         self.features.as_ref().map(|f| {
+            // A plain round's path is its one row: no gather.
+            let identity = self.path.iter().enumerate().all(|(i, &p)| i == p);
+            if identity && f.dims()[0] == self.path.len() {
+                return f.clone();
+            }
             let device = f.device();
             f.clone().select(0, index_tensor(self.path, &device))
         })

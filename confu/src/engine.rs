@@ -235,7 +235,7 @@ impl<B: Backend> Engine<B> {
             check_finite(&scores.logits, &format!("round {}", rounds.len() + 1))?;
             let acceptance = accept(&tree, &scores.logits, &mut sampler);
             let t2 = Instant::now();
-            let accepted = self.update(
+            let (accepted, head_s) = self.update(
                 &mut seq,
                 drafter,
                 &tree,
@@ -253,6 +253,7 @@ impl<B: Backend> Engine<B> {
                 draft_s: (t1 - t0).as_secs_f64(),
                 verify_s: (t2 - t1).as_secs_f64(),
                 update_s: (t3 - t2).as_secs_f64(),
+                head_s,
                 auto: drafter.auto_choice(),
             });
             drafter.round_done(rounds.last().expect("just pushed"));
@@ -347,9 +348,10 @@ impl<B: Backend> Engine<B> {
         prefix: usize,
         acceptance: &Acceptance,
         features: Option<Tensor<B, 2>>,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<(Vec<u32>, f64)> {
         compact_to_path(&mut seq.cache, prefix, &acceptance.path)?;
         let accepted: Vec<u32> = acceptance.path.iter().map(|&n| tree.tokens[n]).collect();
+        let start = Instant::now();
         if drafter.speculates() {
             let next: Vec<u32> = accepted[1..]
                 .iter()
@@ -365,9 +367,10 @@ impl<B: Backend> Engine<B> {
                 prefill: false,
             })?;
         }
+        let head_s = start.elapsed().as_secs_f64();
         seq.context.extend(&accepted);
         seq.root = acceptance.bonus;
-        Ok(accepted)
+        Ok((accepted, head_s))
     }
 }
 

@@ -80,6 +80,9 @@ pub struct QuestionResult {
     pub verify_s: f64,
     #[serde(default)]
     pub update_s: f64,
+    /// The drafter's part of `update_s`.
+    #[serde(default)]
+    pub head_s: f64,
     /// Vanilla's decode phase: time and tokens after the first.
     #[serde(default)]
     pub vanilla_decode_s: f64,
@@ -151,6 +154,7 @@ fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
         draft_s: s.rounds.iter().map(|r| r.draft_s).sum(),
         verify_s: s.rounds.iter().map(|r| r.verify_s).sum(),
         update_s: s.rounds.iter().map(|r| r.update_s).sum(),
+        head_s: s.rounds.iter().map(|r| r.head_s).sum(),
         vanilla_decode_s: v.timings.decode_s,
         vanilla_decode_tokens: v.timings.decode_tokens,
         auto_rounds: auto.len(),
@@ -319,10 +323,11 @@ impl EvalReport {
         let r = o.round_ms;
         if o.vanilla_step_ms > 0.0 {
             s.push_str(&format!(
-                "one round: draft {:.2} + verify {:.2} + update {:.2} = {:.2} ms against a vanilla step of {:.2} ms (break-even tau {:.2})\n",
+                "one round: draft {:.2} + verify {:.2} + update {:.2} (drafter {:.2}) = {:.2} ms against a vanilla step of {:.2} ms (break-even tau {:.2})\n",
                 r.draft,
                 r.verify,
                 r.update,
+                r.head,
                 r.total(),
                 o.vanilla_step_ms,
                 r.total() / o.vanilla_step_ms

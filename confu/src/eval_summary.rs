@@ -40,12 +40,14 @@ pub struct AutoSummary {
 }
 
 /// Mean milliseconds per round spent drafting, verifying and updating (KV compaction and the
-/// drafter's feature update).
+/// drafter's feature update, which is `head` of it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundCost {
     pub draft: f64,
     pub verify: f64,
     pub update: f64,
+    #[serde(default)]
+    pub head: f64,
 }
 
 impl RoundCost {
@@ -89,6 +91,7 @@ pub(crate) fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
             draft: per_round(|r| r.draft_s),
             verify: per_round(|r| r.verify_s),
             update: per_round(|r| r.update_s),
+            head: per_round(|r| r.head_s),
         },
         vanilla_step_ms: 1e3 * vd / vn.max(1) as f64,
         auto: auto_summary(results),

@@ -111,6 +111,10 @@ pub struct RoundTrace {
     pub draft_s: f64,
     pub verify_s: f64,
     pub update_s: f64,
+    /// The part of `update_s` the drafter spent on the accepted positions (an EAGLE-3 head's
+    /// forward over them, which also gives the next tree's first level; ConFu's routing).
+    #[serde(default)]
+    pub head_s: f64,
     /// `--tree auto`: the tree it chose and what it predicted for the round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<confu_draft::AutoChoice>,
