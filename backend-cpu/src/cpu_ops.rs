@@ -16,6 +16,10 @@ impl Ops<Cpu> for CpuOps {
         crate::gemv::linear(x, w)
     }
 
+    fn keeps_half_weights(&self) -> bool {
+        true
+    }
+
     fn rope(
         &self,
         x: Tensor<Cpu, 3>,

@@ -272,7 +272,11 @@ impl Job for DecodeArgs {
         } else {
             params - embed
         };
-        let weight_bytes = (step_params * 4) as f64;
+        // In their stored dtypes (half-precision linear weights stay half on the CPU).
+        let tied = c.tie_word_embeddings;
+        let weight_bytes = confu_model::param_bytes(model.weights(), &|name| {
+            !tied && name == "model.embed_tokens.weight"
+        }) as f64;
         let floor = weight_bytes / bandwidth;
         // Prefill FLOPs: the linear layers on every prompt row, the head on the last one.
         let linear_params = (step_params - embed) as f64;

@@ -17,6 +17,13 @@ pub trait Ops<B: Backend>: Send + Sync + Debug {
         portable::linear(x, w)
     }
 
+    /// Whether [`Self::linear`] reads bf16/f16 weights itself (widening them in registers), so
+    /// that half-precision checkpoints may keep their linear weights half precision in memory.
+    /// The portable body needs f32 operands.
+    fn keeps_half_weights(&self) -> bool {
+        false
+    }
+
     /// RMSNorm over the last axis of `[rows, features]`: `w * x / sqrt(mean(x^2) + eps)`.
     fn rms_norm2(&self, x: Tensor<B, 2>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
         portable::rms_norm(x, w, eps)

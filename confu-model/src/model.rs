@@ -90,7 +90,17 @@ impl<B: Backend> TargetModel<B> {
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let files = WeightFiles::open(dir)?;
-        let weights = Llama::load(&files, &config, device)?;
+        let mut weights = Llama::load(&files, &config, device)?;
+        if ops.keeps_half_weights() {
+            let (narrowed, n) = crate::keep_half_precision(weights, "", &files);
+            weights = narrowed;
+            if n > 0 {
+                tracing::info!(
+                    "{}: {n} linear weights kept in half precision",
+                    dir.display()
+                );
+            }
+        }
         Ok(Self::from_module(config, weights, ops, device))
     }
 

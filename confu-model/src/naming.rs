@@ -129,10 +129,10 @@ impl TensorValues for SeededUniform {
 
 /// The dotted path of the parameter being walked.
 #[derive(Default)]
-struct PathStack(Vec<String>);
+pub(crate) struct PathStack(pub(crate) Vec<String>);
 
 impl PathStack {
-    fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         Self(
             prefix
                 .split('.')
@@ -141,7 +141,7 @@ impl PathStack {
                 .collect(),
         )
     }
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.0.join(".")
     }
 }

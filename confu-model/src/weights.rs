@@ -230,6 +230,13 @@ impl WeightFiles {
             })
         })
     }
+    /// The on-disk dtype of tensor `name`, if the checkpoint has it.
+    pub fn dtype_of(&self, name: &str) -> Option<Dtype> {
+        let (_, mmap) = &self.files[*self.index.get(name)?];
+        let (_, meta) = SafeTensors::read_metadata(mmap).ok()?;
+        meta.tensors().get(name).map(|info| info.dtype)
+    }
+
     /// The on-disk dtypes, for `inspect` (dtype name → tensor count).
     pub fn dtype_summary(&self) -> Vec<(String, usize)> {
         let mut counts: HashMap<String, usize> = HashMap::new();
