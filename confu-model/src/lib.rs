@@ -13,7 +13,9 @@
 //!   loading, seeded initialisation, benchmark weights and safetensors export all walk them.
 //!   This follows candle's `vb.pp("self_attn")`, with burn's module walk doing the prefixing.
 //! - **Checkpoints**: Hugging Face `config.json` (classic and `rope_parameters` forms) and
-//!   safetensors (single or sharded; f32, bf16, f16 on disk, f32 in memory), Llama-3.x and Qwen3
+//!   safetensors (single or sharded; f32, bf16, f16 on disk; f32 in memory, except that linear
+//!   weights stored bf16/f16 stay so where the backend's `Ops::linear` reads them — the CPU —
+//!   see [`half_weights`]), Llama-3.x and Qwen3
 //!   with small switches, `tokenizer.json` via `tokenizers`.
 //! - **[`TargetModel::forward`]**, shaped for speculative decoding and ConFu: ids or raw
 //!   embeddings in, explicit positions, a visibility mask over the KV cache, logits only for the
