@@ -92,6 +92,32 @@ impl Visibility {
         self.bits[row * self.cols + col] = false;
     }
 
+    /// How many leading columns no row sees (the reserved region, for a pass of ordinary rows):
+    /// attention may leave those keys out altogether.
+    pub fn hidden_prefix(&self) -> usize {
+        (0..self.cols)
+            .find(|&c| (0..self.rows).any(|r| self.bits[r * self.cols + c]))
+            .unwrap_or(self.cols)
+    }
+
+    /// The same matrix without its first `n` columns.
+    pub fn without_prefix(&self, n: usize) -> Self {
+        let n = n.min(self.cols);
+        let cols = self.cols - n;
+        let bits = (0..self.rows)
+            .flat_map(|r| {
+                self.bits[r * self.cols + n..(r + 1) * self.cols]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        Self {
+            rows: self.rows,
+            cols,
+            bits,
+        }
+    }
+
     /// True when every row sees every slot, so kernels can skip masking entirely.
     pub fn is_all_visible(&self) -> bool {
         self.bits.iter().all(|&b| b)
@@ -123,6 +149,29 @@ impl Visibility {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hidden_reserved_region_can_be_left_out() {
+        // Ordinary rows never see the reserved region: without it, plain decoding is unmasked.
+        let v = Visibility::causal(3, 4, 1);
+        assert_eq!(v.hidden_prefix(), 3);
+        let w = v.without_prefix(3);
+        assert_eq!((w.rows(), w.cols()), (1, 5));
+        assert!(w.is_all_visible());
+        // A tree keeps its ancestry mask, shifted.
+        let t = Visibility::tree(2, 1, &[None, Some(0), Some(0)]).unwrap();
+        let u = t.without_prefix(t.hidden_prefix());
+        assert_eq!(u.cols(), 4);
+        for r in 0..3 {
+            for c in 0..4 {
+                assert_eq!(u.get(r, c), t.get(r, c + 2), "row {r} col {c}");
+            }
+        }
+        // A row that sees the reserved region keeps it.
+        let mut s = Visibility::causal(2, 1, 2);
+        s.allow(1, 0);
+        assert_eq!(s.hidden_prefix(), 0);
+    }
 
     #[test]
     fn causal_rows_see_prefix_and_earlier_rows_only() {

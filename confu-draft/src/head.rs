@@ -413,6 +413,7 @@ impl<B: Backend> Eagle3Head<B> {
             cache: &mut *cache,
             region: Region::Main,
             masked_out: mask.as_ref(),
+            skip: 0,
         };
         let out = self.net.states(g, e, &rope, ops, &mut keys);
         cache.commit(Region::Main, rows);

@@ -28,18 +28,26 @@ pub trait AttentionKeys<B: Backend> {
 }
 
 /// Decoding: the rows' K/V go into `cache` (in `region`), and every row attends over the cache's
-/// key slots that `masked_out` (`[rows, key slots]`, `true` = masked out; `None` = all) leaves visible.
+/// key slots from `skip` on that `masked_out` (`[rows, key slots - skip]`, `true` = masked out;
+/// `None` = all) leaves visible. `skip` leaves out leading slots no row sees (ConFu's soft prompt
+/// in a pass of ordinary rows), so that such a pass attends unmasked.
 pub struct CachedKeys<'a, B: Backend> {
     pub cache: &'a mut DenseKvCache<B>,
     pub region: Region,
     pub masked_out: Option<&'a Tensor<B, 2, Bool>>,
+    pub skip: usize,
 }
 
 impl<B: Backend> AttentionKeys<B> for CachedKeys<'_, B> {
     fn attend(&mut self, layer: usize, qkv: Qkv<B>, ops: &dyn Ops<B>) -> Tensor<B, 3> {
         let Qkv { q, k, v, scale } = qkv;
         let (k, v) = (k.swap_dims(0, 1), v.swap_dims(0, 1));
-        let (k_all, v_all) = self.cache.write_and_view(layer, self.region, k, v);
+        let (mut k_all, mut v_all) = self.cache.write_and_view(layer, self.region, k, v);
+        if self.skip > 0 {
+            let keys = k_all.dims()[1] - self.skip;
+            k_all = k_all.narrow(1, self.skip, keys);
+            v_all = v_all.narrow(1, self.skip, keys);
+        }
         ops.attention(
             q.swap_dims(0, 1),
             k_all,

@@ -226,12 +226,18 @@ impl<B: Backend> TargetModel<B> {
         }
 
         let rope = RopeRows::new(&c.rope, &self.inv_freq, req.positions, &self.device);
-        let mask = (!req.visibility.is_all_visible())
-            .then(|| req.visibility.to_masked_out::<B>(&self.device));
+        // Key slots no row sees (ConFu's soft prompt, for ordinary rows) are left out.
+        let skip = req.visibility.hidden_prefix();
+        let visible = match skip {
+            0 => std::borrow::Cow::Borrowed(req.visibility),
+            n => std::borrow::Cow::Owned(req.visibility.without_prefix(n)),
+        };
+        let mask = (!visible.is_all_visible()).then(|| visible.to_masked_out::<B>(&self.device));
         let mut keys = CachedKeys {
             cache: &mut *cache,
             region: req.region,
             masked_out: mask.as_ref(),
+            skip,
         };
         let mut taps: Vec<Option<Tensor<B, 2>>> = vec![None; req.taps.len()];
         let mut record = |i: usize, x: &Tensor<B, 2>| {
