@@ -212,8 +212,14 @@ fn gemv<W: WeightElem>(x: Tensor<Cpu, 2>, w_data: &[W], [out, _]: [usize; 2]) ->
                 for (g, outs) in dst.chunks_mut(4 * rows).enumerate() {
                     let n = outs.len() / rows;
                     let ws: [&[W]; 4] = std::array::from_fn(|j| w_row(4 * g + j.min(n - 1)));
+                    // The next four weight rows, fetched while these stream: each group starts
+                    // four new streams, which the hardware prefetcher picks up late (measured:
+                    // bf16 decode of a 492 M model 24.6 -> 16.3 ms, f32 30.4 -> 29.4 ms).
+                    let next = ((first + 4 * g + 4) * inner).min(w_data.len());
+                    let ahead = &w_data[next..(next + 4 * inner).min(w_data.len())];
                     for (b, block) in xs.chunks(4).enumerate() {
-                        tile(&ws[..n], block, &mut outs[4 * b..], rows);
+                        let ahead = if b == 0 { ahead } else { &ahead[..0] };
+                        tile(&ws[..n], block, &mut outs[4 * b..], rows, ahead);
                     }
                 }
             } else {
@@ -324,12 +330,12 @@ unsafe fn dots_avx2<W: WeightElem, const R: usize>(xs: &[&[f32]], w: &[W], out: 
 /// accumulators of [`dot_body`], so every output is bit-identical to it (and to the other
 /// kernels) whatever rows share the tile.
 #[cfg(target_arch = "x86_64")]
-fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: &mut [f32], stride: usize) {
+fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: &mut [f32], stride: usize, ahead: &[W]) {
     macro_rules! go {
         ($($j:literal, $r:literal);*) => {
             match (ws.len(), xs.len()) {
                 // SAFETY: only called when the CPU supports AVX-512F (`has_avx512f`).
-                $(($j, $r) => unsafe { tile_avx512::<W, $j, $r>(ws, xs, out, stride) },)*
+                $(($j, $r) => unsafe { tile_avx512::<W, $j, $r>(ws, xs, out, stride, ahead) },)*
                 _ => unreachable!("tiles are at most 4 x 4"),
             }
         };
@@ -338,7 +344,7 @@ fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: &mut [f32], stride: usiz
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn tile<W: WeightElem>(_: &[&[W]], _: &[&[f32]], _: &mut [f32], _: usize) {
+fn tile<W: WeightElem>(_: &[&[W]], _: &[&[f32]], _: &mut [f32], _: usize, _: &[W]) {
     unreachable!("AVX-512 tiles exist only on x86-64")
 }
 
@@ -356,6 +362,7 @@ unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
     xs: &[&[f32]],
     out: &mut [f32],
     stride: usize,
+    ahead: &[W],
 ) {
     const L: usize = 16;
     let n = ws[0].len();
@@ -363,6 +370,12 @@ unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
     let mut acc = [[_mm512_setzero_ps(); R]; J];
     let mut i = 0;
     while i < body {
+        // A hint only: the address stays inside `ahead`.
+        for j in 0..4 {
+            if j * n + i < ahead.len() {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(j * n + i) as *const i8);
+            }
+        }
         // SAFETY: i + 16 <= body <= n, and every row has n elements.
         let mut w = [_mm512_setzero_ps(); J];
         for j in 0..J {
