@@ -13,6 +13,7 @@ mod cpu_ops;
 mod flex_view;
 mod gemv;
 mod rope;
+mod weight_elem;
 
 pub use cpu_ops::CpuOps;
 pub use gemv::GEMV_MAX_ROWS;
