@@ -7,8 +7,8 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use confu_core::Ops;
 use rayon::prelude::*;
 
+use crate::exact_dot::{dot_body, has_avx2_fma};
 use crate::flex_view::{float, Strided};
-use crate::gemv::{dot_body, has_avx2_fma};
 use crate::Cpu;
 
 /// [`confu_core::Ops::attention`] on the CPU.

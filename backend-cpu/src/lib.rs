@@ -7,14 +7,19 @@ use std::sync::Arc;
 
 use confu_core::{Error, Ops, Result};
 
+mod allocator;
 mod attention;
 mod cache_write;
 mod cpu_ops;
+mod exact_dot;
 mod flex_view;
+#[cfg(target_arch = "x86_64")]
+mod gemm;
 mod gemv;
 mod rope;
 mod weight_elem;
 
+pub use allocator::keep_freed_memory;
 pub use cpu_ops::CpuOps;
 pub use gemv::GEMV_MAX_ROWS;
 

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    backend_cpu::keep_freed_memory();
     let result = backend_cpu::on_pool(move || run(cli.command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
