@@ -218,11 +218,19 @@ unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
     }
 }
 
-/// `sums[t] = lane_sum(acc[t])` for every accumulator, reduced sixteen at a time.
+/// `sums[t] = lane_sum(acc[t])` for every accumulator: sixteen at a time, or one by one when
+/// there are too few to fill [`sums16`] (a decode step's tiles hold four).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn lane_sums(acc: &[__m512], sums: &mut [f32]) {
     const L: usize = 16;
+    assert!(sums.len() >= acc.len());
+    if acc.len() < 6 {
+        for (s, a) in sums.iter_mut().zip(acc) {
+            *s = lane_sum_one(*a);
+        }
+        return;
+    }
     assert!(sums.len() >= acc.len().next_multiple_of(L));
     for first in (0..acc.len()).step_by(L) {
         // sums16's lane 4q + m holds its input 4m + q: inputs fed in that order land in place.
@@ -236,6 +244,18 @@ pub(crate) unsafe fn lane_sums(acc: &[__m512], sums: &mut [f32]) {
         });
         _mm512_storeu_ps(sums.as_mut_ptr().add(first), sums16(&group));
     }
+}
+
+/// [`lane_sum`] of one vector: halves added, then quarters, pairs, and the last two lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lane_sum_one(a: __m512) -> f32 {
+    // The upper half through a 64-bit-lane extract: AVX-512F has no 32-bit one (that is DQ).
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+    let s8 = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
 /// The lane sums ([`lane_sum`]) of 16 vectors in one vector: lane `4q + m` holds the sum of
