@@ -29,8 +29,10 @@ pub struct DraftArgs {
     /// Dynamic tree: TOTAL_TOKENS,DEPTH,TOP_K, or `auto` (each round the tree, down to none,
     /// that maximises expected tokens per second from costs measured on this device and
     /// acceptance measured online; `auto:TOTAL,DEPTH,TOP_K` bounds it, default 64,6,8).
-    #[arg(long, default_value = "30,4,8", value_parser = parse_tree_arg, allow_hyphen_values = true)]
-    pub tree: TreeArg,
+    /// Default: `auto` for `generate` (the fastest decoding this device offers), 30,4,8 for
+    /// `eval` and `check` (which compare and check what the drafters accept).
+    #[arg(long, value_parser = parse_tree_arg, allow_hyphen_values = true)]
+    pub tree: Option<TreeArg>,
     /// ConFu: which tree nodes get a `[con]` row, `all` or `top:M` (the root and the M
     /// best-scoring nodes); overrides the folder's confu.json.
     #[arg(long, value_parser = parse_contemplate_nodes, allow_hyphen_values = true)]
@@ -104,6 +106,11 @@ pub enum TreeArg {
 }
 
 impl TreeArg {
+    /// `auto` within its default largest tree.
+    pub fn auto() -> Self {
+        TreeArg::Auto(AutoTreeOptions::default())
+    }
+
     /// The fixed tree, or the largest tree `auto` may choose.
     pub fn settings(&self) -> TreeSettings {
         match self {
@@ -219,12 +226,12 @@ impl DraftArgs {
                         Some(nodes) => confu.with_contemplate_nodes(nodes),
                         None => confu,
                     },
-                    tree: self.tree.settings(),
+                    tree: self.tree().settings(),
                 }
             }
             DraftKind::Eagle3 => DraftMode::Eagle3 {
                 head: Arc::new(Eagle3Head::load(dir, target)?),
-                tree: self.tree.settings(),
+                tree: self.tree().settings(),
             },
             DraftKind::Lookup => DraftMode::Lookup(PromptLookup::default()),
         };
@@ -247,10 +254,22 @@ impl DraftArgs {
         mode: DraftMode<B>,
     ) -> Result<Engine<B>> {
         let engine = Engine::with_mode(target.clone(), mode)?;
-        match self.tree {
+        match self.tree() {
             TreeArg::Auto(options) => engine.with_auto_tree(options),
             TreeArg::Fixed(_) => Ok(engine),
         }
+    }
+
+    /// The tree asked for, or the EAGLE-3 paper's 30,4,8 when none was (`eval`, `check`; see
+    /// [`Self::default_tree`]).
+    pub fn tree(&self) -> TreeArg {
+        self.tree.unwrap_or(TreeArg::Fixed(TreeSettings::default()))
+    }
+
+    /// These arguments with `tree` as the tree when `--tree` was not given.
+    pub fn default_tree(mut self, tree: TreeArg) -> Self {
+        self.tree.get_or_insert(tree);
+        self
     }
 
     /// Whether any drafting was asked for.

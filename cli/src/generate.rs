@@ -11,7 +11,7 @@ use confu_core::{Error, Ops, Result, SamplingParams};
 use confu_model::{TargetModel, TextStream, Tokenizer};
 
 use crate::backend::Job;
-use crate::draft_args::{resolve_model, DraftArgs, EmbeddedDrafts};
+use crate::draft_args::{resolve_model, DraftArgs, EmbeddedDrafts, TreeArg};
 
 /// Arguments of `confu generate`.
 #[derive(Debug, Args)]
@@ -102,6 +102,8 @@ impl Job for GenerateArgs {
         let config = self.config();
         config.validate()?;
         let (dir, draft) = resolve_model(&self.model, &self.draft, EmbeddedDrafts::Confu)?;
+        // Generation wants speed: the tree (or none) this device decodes fastest with.
+        let draft = draft.default_tree(TreeArg::auto());
         let model = TargetModel::<B>::load(&dir, ops, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         let prompt_text = self.prompt_text()?;

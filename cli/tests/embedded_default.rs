@@ -37,7 +37,10 @@ fn embedded_model_drafts_losslessly_and_evaluates() {
         "40",
         "--json",
     ];
-    let spec = json(&confu(cache.path(), &base).0);
+    // The README's main command: a fixed tree, so that ConFu drafts whatever this device's costs
+    // (the default, `auto`, may decode plainly).
+    let readme: Vec<&str> = base.iter().copied().chain(["--tree", "30,4,8"]).collect();
+    let spec = json(&confu(cache.path(), &readme).0);
     let rounds = spec["rounds"].as_array().expect("rounds").len();
     let generated = spec["generated_ids"].as_array().expect("ids").len();
     let tau = spec["tau"].as_f64().expect("tau");
@@ -60,6 +63,18 @@ fn embedded_model_drafts_losslessly_and_evaluates() {
         "speculative greedy output differs from vanilla"
     );
     assert!(vanilla["rounds"].as_array().unwrap().len() >= generated - 1);
+
+    // Without --tree, generate picks each round's tree, down to none (`auto`), losslessly.
+    let auto = json(&confu(cache.path(), &base).0);
+    let auto_rounds = auto["rounds"].as_array().expect("rounds");
+    assert!(
+        !auto_rounds.is_empty() && auto_rounds.iter().all(|r| r["auto"].is_object()),
+        "generate's default tree is auto: {auto_rounds:?}"
+    );
+    assert_eq!(
+        auto["generated_ids"], vanilla["generated_ids"],
+        "auto output differs from vanilla"
+    );
 
     // Written once: one model folder, and no temporary folder left behind.
     let entries: Vec<String> = std::fs::read_dir(cache.path())
