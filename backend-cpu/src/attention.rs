@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use confu_core::Ops;
 use rayon::prelude::*;
 
-use crate::exact_dot::{dot_body, has_avx2_fma};
+use crate::exact_dot::{dots, has_avx2_fma};
 use crate::flex_view::{float, Strided};
 use crate::Cpu;
 
@@ -72,7 +72,7 @@ struct AttendRow<'a> {
 impl AttendRow<'_> {
     /// Softmax-weighted sum of the visible values into `dst`. The body is compiled once for
     /// AVX2+FMA and once portably and picked at run time, as the GEMV is; both round every step
-    /// the same way (the dot products are [`dot_body`]'s, the sums separate multiplies and adds).
+    /// the same way (the dot products are `dot_body`'s, the sums separate multiplies and adds).
     fn run(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -95,15 +95,23 @@ impl AttendRow<'_> {
     fn body(&self, scores: &mut Vec<f32>, idx: &mut Vec<usize>, dst: &mut [f32]) {
         scores.clear();
         idx.clear();
+        match self.masked_out {
+            Some(m) => idx.extend((0..self.keys).filter(|&j| !m[j])),
+            None => idx.extend(0..self.keys),
+        }
+        // Four keys per call share each load of the query and keep four independent
+        // accumulator chains; each score is still `dot_body(q, k)` bit for bit.
         let mut max = f32::NEG_INFINITY;
-        for j in 0..self.keys {
-            if self.masked_out.is_some_and(|m| m[j]) {
-                continue;
+        for group in idx.chunks(4) {
+            let rows: [&[f32]; 4] =
+                std::array::from_fn(|t| self.k.row(self.kv_head, group[t.min(group.len() - 1)]));
+            let mut s4 = [0f32; 4];
+            dots(&rows[..group.len()], self.q, &mut s4);
+            for &s in &s4[..group.len()] {
+                let s = s * self.scale;
+                max = max.max(s);
+                scores.push(s);
             }
-            let s = dot_body(self.q, self.k.row(self.kv_head, j)) * self.scale;
-            max = max.max(s);
-            scores.push(s);
-            idx.push(j);
         }
         let mut sum = 0f32;
         for s in scores.iter_mut() {

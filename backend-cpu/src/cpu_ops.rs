@@ -1,6 +1,7 @@
 //! [`CpuOps`]: the CPU's overrides of [`confu_core::Ops`], where burn's general kernels are slower
 //! at decode shapes or batch-dependent. Each is a kernel module of this crate: [`crate::gemv`]
-//! (linear with few rows), [`crate::attention`], [`crate::rope`], [`crate::cache_write`].
+//! (linear; many rows in `gemm`), [`crate::attention`], [`crate::rope`], [`crate::rowwise`]
+//! (RMSNorm, SwiGLU), [`crate::cache_write`].
 
 use burn::tensor::{Bool, Tensor};
 use confu_core::Ops;
@@ -18,6 +19,21 @@ impl Ops<Cpu> for CpuOps {
 
     fn keeps_half_weights(&self) -> bool {
         true
+    }
+
+    fn rms_norm2(&self, x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 1>, eps: f64) -> Tensor<Cpu, 2> {
+        crate::rowwise::rms_norm(&x, w, eps)
+            .unwrap_or_else(|| confu_core::ops::portable::rms_norm(x, w, eps))
+    }
+
+    fn rms_norm3(&self, x: Tensor<Cpu, 3>, w: &Tensor<Cpu, 1>, eps: f64) -> Tensor<Cpu, 3> {
+        crate::rowwise::rms_norm(&x, w, eps)
+            .unwrap_or_else(|| confu_core::ops::portable::rms_norm(x, w, eps))
+    }
+
+    fn swiglu(&self, gate: Tensor<Cpu, 2>, up: Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
+        crate::rowwise::swiglu(&gate, &up)
+            .unwrap_or_else(|| confu_core::ops::portable::swiglu(gate, up))
     }
 
     fn rope(

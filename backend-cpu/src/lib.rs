@@ -17,6 +17,7 @@ mod flex_view;
 mod gemm;
 mod gemv;
 mod rope;
+mod rowwise;
 mod weight_elem;
 
 pub use allocator::keep_freed_memory;

@@ -70,6 +70,9 @@ fn train_confu_writes_a_folder_that_generate_drafts_with() {
             out.to_str().unwrap(),
             "--contemplate-nodes",
             nodes,
+            // A fixed tree: `auto` (the default) may decode plainly, with no [con] rows.
+            "--tree",
+            "8,3,2",
             "--prompt",
             "the quick",
             "--max-new-tokens",

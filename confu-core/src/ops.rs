@@ -5,7 +5,11 @@
 
 use std::fmt::Debug;
 
-use burn::tensor::{activation::softmax, backend::Backend, Bool, Tensor};
+use burn::tensor::{
+    activation::{silu, softmax},
+    backend::Backend,
+    Bool, Tensor,
+};
 
 /// Model-level operations over burn tensors. Every method has a portable body.
 ///
@@ -32,6 +36,11 @@ pub trait Ops<B: Backend>: Send + Sync + Debug {
     /// RMSNorm for `[rows, heads, head_dim]` (per-head q/k norms of Qwen3).
     fn rms_norm3(&self, x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
         portable::rms_norm(x, w, eps)
+    }
+
+    /// The SwiGLU gate `silu(gate) * up` of `[rows, intermediate]` activations.
+    fn swiglu(&self, gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
+        portable::swiglu(gate, up)
     }
 
     /// Rotate-half RoPE on `x: [rows, heads, head_dim]` with per-row `cos`, `sin`: `[rows, head_dim]`.
@@ -93,6 +102,10 @@ pub mod portable {
             .sqrt()
             .recip();
         (x * inv) * w.clone().unsqueeze::<D>()
+    }
+
+    pub fn swiglu<B: Backend>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
+        silu(gate) * up
     }
 
     pub fn rope<B: Backend>(

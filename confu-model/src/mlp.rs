@@ -1,7 +1,7 @@
 //! The SwiGLU MLP: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
 
 use burn::module::Module;
-use burn::tensor::{activation::silu, backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 use confu_core::Ops;
 
 use crate::linear::Linear;
@@ -26,7 +26,10 @@ impl<B: Backend> Mlp<B> {
 
     /// Apply to rows `[rows, hidden]`.
     pub fn forward(&self, x: Tensor<B, 2>, ops: &dyn Ops<B>) -> Tensor<B, 2> {
-        let gated = silu(self.gate_proj.forward(x.clone(), ops)) * self.up_proj.forward(x, ops);
+        let gated = ops.swiglu(
+            self.gate_proj.forward(x.clone(), ops),
+            self.up_proj.forward(x, ops),
+        );
         self.down_proj.forward(gated, ops)
     }
 }
