@@ -50,6 +50,21 @@ impl Grid {
         }
     }
 
+    /// Writes `vals[i]` to output `(i, r)`: consecutive weight rows of one input row, which are
+    /// consecutive elements in a row-major grid. Panics outside the buffer or on another layout.
+    ///
+    /// # Safety
+    /// As for [`Self::set`], for every element written.
+    #[inline(always)]
+    pub(crate) unsafe fn set_run(&self, r: usize, vals: &[f32]) {
+        let i = self.origin + r * self.rs;
+        assert!(
+            self.js == 1 && i + vals.len() <= self.len,
+            "run outside the buffer"
+        );
+        std::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(i), vals.len());
+    }
+
     /// Writes output `(j, r)`; panics outside the buffer.
     ///
     /// # Safety
@@ -293,6 +308,25 @@ unsafe fn sums16(a: &[__m512; 16]) -> __m512 {
         _mm512_shuffle_ps::<0x88>(w[0], w[1]),
         _mm512_shuffle_ps::<0xDD>(w[0], w[1]),
     )
+}
+
+/// [`dot_body`] compiled for AVX2+FMA when the CPU has them, for callers that are not: outside
+/// such a function `mul_add` is a call to the C library's `fmaf` per element.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_body(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_body(a, b)
 }
 
 /// Dot product with 16 independent accumulators so that LLVM vectorises it; the summation order

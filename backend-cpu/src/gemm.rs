@@ -69,16 +69,17 @@ pub(crate) fn gemm<W: WeightElem>(xs: &[&[f32]], w: &[W], out: usize, inner: usi
                 let mut sums = [0f32; 2 * L];
                 // SAFETY: as `kernel`.
                 unsafe { lane_sums(&acc, &mut sums) };
-                for j in 0..j_n {
-                    for r in 0..r_n {
-                        let mut v = sums[j * TILE_ROWS + r];
-                        if body < inner {
-                            let x = &xs[g * TILE_ROWS + r][body..];
-                            v += tail_dot(x, &w_row(t * TILE_OUTS + j)[body..]);
+                // `sums[r * 4 + j]`: each input row's outputs are consecutive features.
+                for r in 0..r_n {
+                    let run = &mut sums[r * TILE_OUTS..r * TILE_OUTS + j_n];
+                    if body < inner {
+                        let x = &xs[g * TILE_ROWS + r][body..];
+                        for (j, v) in run.iter_mut().enumerate() {
+                            *v += tail_dot(x, &w_row(t * TILE_OUTS + j)[body..]);
                         }
-                        // SAFETY: this task alone writes output features first..first + n.
-                        unsafe { tile.set(j, r, v) };
                     }
+                    // SAFETY: this task alone writes output features first..first + n.
+                    unsafe { tile.set_run(r, run) };
                 }
             }
         }
@@ -104,7 +105,7 @@ fn pack<T: WeightElem>(rows: &[&[T]], group: usize, chunks: usize) -> Vec<f32> {
     p
 }
 
-/// The 24 accumulators of one tile (`j * 6 + r` for weight row `j`, input row `r`) over
+/// The 24 accumulators of one tile (`r * 4 + j` for weight row `j`, input row `r`) over
 /// `chunks` pieces of the weight rows `w` and the packed input panel `x` (6 x 16 per piece);
 /// `ahead` is the distance in elements from each weight row to the next tile's (0: none).
 #[cfg(target_arch = "x86_64")]
@@ -138,7 +139,7 @@ unsafe fn kernel<W: WeightElem>(
         }
         xp = xp.add(TILE_ROWS * L);
     }
-    std::array::from_fn(|t| acc[t / TILE_ROWS][t % TILE_ROWS])
+    std::array::from_fn(|t| acc[t % TILE_OUTS][t / TILE_OUTS])
 }
 
 #[cfg(test)]

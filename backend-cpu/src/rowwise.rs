@@ -2,12 +2,12 @@
 //! and three element-wise ops, each allocating its output and walking strided iterators: on the
 //! testbed that was about a seventh of a prefill (docs/performance.md). Every element here is
 //! computed as the portable bodies compute it (the same operations in the same order), except
-//! RMSNorm's sum of squares, which takes [`dot_body`]'s order.
+//! RMSNorm's sum of squares, which takes `exact_dot::dot_body`'s order.
 
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::exact_dot::dot_body;
+use crate::exact_dot::dot;
 use crate::flex_view::float;
 use crate::Cpu;
 
@@ -34,7 +34,7 @@ pub fn rms_norm<const D: usize>(
         .zip(xs.par_chunks(d * ROWS_PER_TASK))
         .for_each(|(o, x)| {
             for (o, x) in o.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                let inv = 1.0 / (dot_body(x, x) / d as f32 + eps).sqrt();
+                let inv = 1.0 / (dot(x, x) / d as f32 + eps).sqrt();
                 for ((o, &x), &w) in o.iter_mut().zip(x).zip(ws) {
                     *o = (x * inv) * w;
                 }
