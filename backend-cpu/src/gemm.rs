@@ -1,17 +1,17 @@
-//! Linear layers with many rows (prefill, large trees, training batches) on AVX-512.
+//! Linear layers with many rows (prefill, large trees, training batches) on AVX-512 (this module
+//! is compiled on x86-64 only).
 //!
-//! The weight rows are taken in blocks that stay in the L2 cache; each block is packed once per
-//! call (widened to f32 if it is half precision) so that every 4 weight rows x 16 inner elements
-//! are one contiguous 256-byte piece, and the input rows are packed the same way in groups of 6.
-//! The kernel then streams two contiguous panels with 24 accumulators in registers (4 weight rows
-//! x 6 input rows), and each accumulator holds exactly the 16 lanes of
+//! The input rows are packed once per call in groups of 6, so that every 6 rows x 16 inner
+//! elements are one contiguous piece. The weight rows are read in place, in blocks that stay in
+//! the L2 cache, each block re-read once per group of input rows. The kernel keeps 24
+//! accumulators in registers (4 weight rows x 6 input rows), half-precision weights widened in
+//! registers, and each accumulator holds exactly the 16 lanes of
 //! [`crate::exact_dot::dot_body`]: a row of a prefill is bit-identical to the same row computed
 //! alone by the GEMV, whatever else shares the call.
 //!
 //! burn-flex's GEMM (the `gemm` crate on stable Rust) runs its AVX2 kernel on this machine;
 //! measurements are in docs/performance.md.
 
-#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::exact_dot::{lane_sums, tail_dot, Grid};
 use crate::weight_elem::WeightElem;
 
-/// Bytes of packed weights per block: a block is re-read from L2 once per group of input rows.
+/// Bytes of weights per block: a block is re-read from L2 once per group of input rows.
 const BLOCK_BYTES: usize = 256 << 10;
 
 /// Input rows per tile: 24 accumulators + 4 weight registers + 1 input register of AVX-512's 32.
@@ -33,7 +33,6 @@ const L: usize = 16;
 
 /// `x @ w^T` as `[rows, out]`: `xs` are the input rows (`inner` values each), `w` holds `out`
 /// rows of `inner` values. Only for CPUs with AVX-512F (`has_avx512f`).
-#[cfg(target_arch = "x86_64")]
 pub(crate) fn gemm<W: WeightElem>(xs: &[&[f32]], w: &[W], out: usize, inner: usize) -> Vec<f32> {
     let rows = xs.len();
     let chunks = inner / L;
@@ -87,18 +86,16 @@ pub(crate) fn gemm<W: WeightElem>(xs: &[&[f32]], w: &[W], out: usize, inner: usi
     result
 }
 
-/// `rows` widened to f32 and packed in groups of `group` rows (the last padded with zero rows):
-/// group `g`'s piece `c` holds elements `16c..16c + 16` of its rows, one after the other, at
+/// `rows` packed in groups of `group` rows (the last padded with zero rows): group `g`'s piece
+/// `c` holds elements `16c..16c + 16` of its rows, one after the other, at
 /// `(g * chunks + c) * group * 16`. Elements after the last whole piece are left out.
-fn pack<T: WeightElem>(rows: &[&[T]], group: usize, chunks: usize) -> Vec<f32> {
+fn pack(rows: &[&[f32]], group: usize, chunks: usize) -> Vec<f32> {
     let mut p = vec![0f32; rows.len().div_ceil(group) * group * chunks * L];
     for (g, panel) in p.chunks_mut(group * chunks * L).enumerate() {
         let members = &rows[g * group..rows.len().min((g + 1) * group)];
         for (c, piece) in panel.chunks_mut(group * L).enumerate() {
             for (lanes, row) in piece.chunks_exact_mut(L).zip(members) {
-                for (v, e) in lanes.iter_mut().zip(&row[c * L..(c + 1) * L]) {
-                    *v = e.widen();
-                }
+                lanes.copy_from_slice(&row[c * L..(c + 1) * L]);
             }
         }
     }
@@ -108,7 +105,6 @@ fn pack<T: WeightElem>(rows: &[&[T]], group: usize, chunks: usize) -> Vec<f32> {
 /// The 24 accumulators of one tile (`r * 4 + j` for weight row `j`, input row `r`) over
 /// `chunks` pieces of the weight rows `w` and the packed input panel `x` (6 x 16 per piece);
 /// `ahead` is the distance in elements from each weight row to the next tile's (0: none).
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // The tile's (j, r) indices name registers; iterator chains over them read worse.
 #[allow(clippy::needless_range_loop)]

@@ -44,9 +44,13 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
         let out = match dtype {
             DType::BF16 => wt
                 .as_slice::<bf16>()
-                .and_then(|d| streamed(&x, d, w.dims())),
-            DType::F16 => wt.as_slice::<f16>().and_then(|d| streamed(&x, d, w.dims())),
-            DType::F32 => wt.as_slice::<f32>().and_then(|d| streamed(&x, d, w.dims())),
+                .and_then(|d| exact_linear(&x, d, w.dims())),
+            DType::F16 => wt
+                .as_slice::<f16>()
+                .and_then(|d| exact_linear(&x, d, w.dims())),
+            DType::F32 => wt
+                .as_slice::<f32>()
+                .and_then(|d| exact_linear(&x, d, w.dims())),
             _ => None,
         };
         if let Some(y) = out {
@@ -72,9 +76,9 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
 }
 
 /// `x @ w^T` by this crate's kernels, which keep [`crate::exact_dot`]'s summation order: the
-/// streaming GEMV up to [`GEMV_MAX_ROWS`] rows, the packed, L2-blocked kernel of `gemm` above
+/// streaming GEMV up to [`GEMV_MAX_ROWS`] rows, the L2-blocked kernel of `gemm` above
 /// (AVX-512 only; `None` sends the call to burn-flex's GEMM).
-fn streamed<W: WeightElem>(
+fn exact_linear<W: WeightElem>(
     x: &Tensor<Cpu, 2>,
     w: &[W],
     [out, inner]: [usize; 2],
