@@ -33,6 +33,11 @@ pub struct DraftArgs {
     /// `eval` and `check` (which compare and check what the drafters accept).
     #[arg(long, value_parser = parse_tree_arg, allow_hyphen_values = true)]
     pub tree: Option<TreeArg>,
+    /// With `--tree auto`: the longest prompt-lookup chain (the continuation of the latest
+    /// earlier occurrence of the text's last 1–3 tokens) a round may verify instead of a head's
+    /// tree, when its measured acceptance pays better; 0: the head's trees only [default: 8].
+    #[arg(long)]
+    pub auto_lookup: Option<usize>,
     /// ConFu: which tree nodes get a `[con]` row, `all` or `top:M` (the root and the M
     /// best-scoring nodes); overrides the folder's confu.json.
     #[arg(long, value_parser = parse_contemplate_nodes, allow_hyphen_values = true)]
@@ -253,6 +258,13 @@ impl DraftArgs {
         target: &TargetModel<B>,
         mode: DraftMode<B>,
     ) -> Result<Engine<B>> {
+        if let (Some(n), TreeArg::Fixed(_)) = (self.auto_lookup, self.tree()) {
+            return Err(Error::invalid(
+                "auto-lookup",
+                n.to_string(),
+                "applies to --tree auto only",
+            ));
+        }
         let engine = Engine::with_mode(target.clone(), mode)?;
         match self.tree() {
             TreeArg::Auto(options) => engine.with_auto_tree(options),
@@ -261,9 +273,15 @@ impl DraftArgs {
     }
 
     /// The tree asked for, or the EAGLE-3 paper's 30,4,8 when none was (`eval`, `check`; see
-    /// [`Self::default_tree`]).
+    /// [`Self::default_tree`]), with `--auto-lookup` applied to `auto`.
     pub fn tree(&self) -> TreeArg {
-        self.tree.unwrap_or(TreeArg::Fixed(TreeSettings::default()))
+        match self.tree.unwrap_or(TreeArg::Fixed(TreeSettings::default())) {
+            TreeArg::Auto(options) => TreeArg::Auto(AutoTreeOptions {
+                lookup: self.auto_lookup.unwrap_or(options.lookup),
+                ..options
+            }),
+            fixed => fixed,
+        }
     }
 
     /// These arguments with `tree` as the tree when `--tree` was not given.

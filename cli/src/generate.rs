@@ -181,7 +181,8 @@ fn auto_line(rounds: &[RoundTrace]) -> Option<String> {
     if planned.is_empty() {
         return None;
     }
-    let drafted: Vec<_> = planned.iter().filter(|(_, a)| a.nodes > 1).collect();
+    let drafted: Vec<_> = planned.iter().filter(|(_, a)| a.head_tree()).collect();
+    let lookup = planned.iter().filter(|(_, a)| a.lookup_ngram > 0).count();
     let tokens: usize = planned.iter().map(|(r, _)| r.tokens.len()).sum();
     let spent: f64 = planned
         .iter()
@@ -193,11 +194,12 @@ fn auto_line(rounds: &[RoundTrace]) -> Option<String> {
         drafted.iter().map(|(_, a)| f(a)).sum::<usize>() as f64 / drafted.len().max(1) as f64
     };
     Some(format!(
-        "tree auto: {} of {} rounds drafted (mean {:.1} nodes, {:.1} levels); predicted {:.1} tok/s, achieved {:.1} tok/s",
+        "tree auto: {} of {} rounds drafted by the head (mean {:.1} nodes, {:.1} levels), {} verified a prompt-lookup chain; predicted {:.1} tok/s, achieved {:.1} tok/s",
         drafted.len(),
         planned.len(),
         mean(|a| a.nodes),
         mean(|a| a.levels),
+        lookup,
         predicted / predicted_s.max(f64::MIN_POSITIVE),
         tokens as f64 / spent.max(f64::MIN_POSITIVE),
     ))

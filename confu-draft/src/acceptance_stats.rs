@@ -95,6 +95,36 @@ impl AcceptanceStats {
         reach
     }
 
+    /// Chains whose every draft is of one class (prompt lookup's, where the column is the class of
+    /// the match, not a sibling rank): the expected accepted drafts of the chain cut after each
+    /// length, `[E_1, …, E_len]`.
+    pub fn chain_expected(&self, class: usize, len: usize) -> Vec<f64> {
+        let mut reach = 1.0;
+        let mut sum = 0.0;
+        (1..=len)
+            .map(|d| {
+                reach *= self.rate(d, class);
+                sum += reach;
+                sum
+            })
+            .collect()
+    }
+
+    /// Learn from one verified chain of `len` drafts of `class`, its first `accepted` taken.
+    pub fn observe_chain(&mut self, class: usize, len: usize, accepted: usize) {
+        for row in self.hits.iter_mut().chain(self.trials.iter_mut()) {
+            row.iter_mut().for_each(|v| *v *= self.decay);
+        }
+        for d in 1..=len.min(accepted + 1) {
+            let i = d.min(self.hits.len()) - 1;
+            let r = class.min(self.hits[i].len() - 1);
+            self.trials[i][r] += 1.0;
+            if d <= accepted {
+                self.hits[i][r] += 1.0;
+            }
+        }
+    }
+
     /// Expected accepted drafts of `tree` (root and bonus excluded).
     pub fn expected_accepted(&self, tree: &DraftTree) -> f64 {
         self.reach(tree).iter().skip(1).sum()
@@ -136,6 +166,27 @@ mod tests {
         // Rank 0 at depth 1: (0.5 * 1 + 1) hits over (2 * 0.5 + 1) trials.
         assert!((s.rate(1, 0) - 1.5 / 2.0).abs() < 1e-12);
         assert!((s.rate(1, 1) - 0.5 / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn chains_learn_per_class_and_depth() {
+        let mut s = AcceptanceStats::new(3, 2, |_, _| 0.5, 0.0, 1.0);
+        // Class 0: a chain of 3 with 1 accepted (trials at depths 1 and 2), then one of 2 with
+        // 2 accepted; class 1: nothing accepted.
+        s.observe_chain(0, 3, 1);
+        s.observe_chain(0, 2, 2);
+        s.observe_chain(1, 3, 0);
+        assert_eq!(s.rate(1, 0), 1.0);
+        assert_eq!(s.rate(2, 0), 0.5);
+        assert_eq!(s.rate(1, 1), 0.0);
+        // Depth 3 was never tried, and there is no prior weight: its rate reads 0.
+        assert_eq!(s.chain_expected(0, 3), vec![1.0, 1.5, 1.5]);
+        let s = AcceptanceStats::new(2, 1, |d, _| [0.8, 0.5][d - 1], 1.0, 1.0);
+        // Depths past the table use its last row.
+        assert_eq!(
+            s.chain_expected(0, 3),
+            vec![0.8, 0.8 + 0.4, 0.8 + 0.4 + 0.2]
+        );
     }
 
     #[test]

@@ -23,6 +23,14 @@
 //! deferred, and the drafting). Where speculation does not pay, probes cost at most that share of
 //! the time.
 //!
+//! **Prompt lookup as a free drafter.** When the accepted text's last tokens occurred earlier
+//! ([`PromptLookup::find`]), their continuation is a chain that costs no draft forward. The policy
+//! keeps its acceptance per depth and per length of the matched suffix, and a round verifies the
+//! chain, cut to its best length, when its predicted rate beats both plain decoding and the best
+//! head tree. Like a plain round it runs no head forward (the head catches up when it next
+//! drafts) and has no `[con]` rows. While lookup does not pay, a one-draft chain is tried now and
+//! then, with the same doubling wait as the head's probes (`lookup = 0` turns lookup off).
+//!
 //! Plain rounds change nothing the drafted shapes' predictions depend on (only the cost of a
 //! one-row pass), so the best drafted rate is cached between drafted rounds: a plain round's
 //! plan is a comparison, not a search.
@@ -31,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acceptance_stats::AcceptanceStats;
 use crate::cost_model::CostModel;
+use crate::lookup::{LookupMatch, PromptLookup};
 use crate::tree::{DraftTree, TreeSettings};
 
 /// The longest run of plain rounds between two probes.
@@ -51,6 +60,9 @@ pub struct AutoTreeOptions {
     /// While plain decoding wins, the most of the plain rounds' time that a probe (the head's
     /// catch-up on the deferred positions, and the drafting) may cost.
     pub probe_share: f64,
+    /// The longest prompt-lookup chain a round may verify instead of a head's tree (0: the
+    /// head's trees only).
+    pub lookup: usize,
 }
 
 impl Default for AutoTreeOptions {
@@ -64,9 +76,22 @@ impl Default for AutoTreeOptions {
             explore_every: 8,
             decay: 0.98,
             alpha: 0.1,
-            probe_share: 0.01,
+            probe_share: 0.005,
+            lookup: 8,
         }
     }
+}
+
+/// What a round does, as [`AutoTree::plan`] decides it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plan {
+    /// Verify the root alone.
+    Plain,
+    /// Verify the first `drafts` drafts of the prompt-lookup chain.
+    Lookup { drafts: usize },
+    /// Draft a tree with the head (`depth + 1` draft forwards) and cut it with
+    /// [`AutoTree::choose`].
+    Tree(TreeSettings),
 }
 
 /// What the policy chose for one round, and what it predicted.
@@ -86,6 +111,18 @@ pub struct AutoChoice {
     /// (part of the round's drafting time, left out of the cost model's drafting cost).
     #[serde(default)]
     pub catch_up_s: f64,
+    /// A round that verifies a prompt-lookup chain instead of a head's tree: the length of the
+    /// suffix that matched (0: not a lookup round).
+    #[serde(default)]
+    pub lookup_ngram: usize,
+}
+
+impl AutoChoice {
+    /// Whether the round verifies a tree the head drafted (after it the head observes the
+    /// accepted positions; after any other round it catches up on them later).
+    pub fn head_tree(&self) -> bool {
+        self.levels > 0 && self.nodes > 1
+    }
 }
 
 /// The online policy of one engine (shared by its sequences, so that what one prompt taught
@@ -99,11 +136,18 @@ pub struct AutoTree {
     /// depth ≤ `L`.
     expected: Vec<Vec<Option<f64>>>,
     rounds: usize,
-    /// Plain rounds since the last probe, the wait before the next, and whether the round in
-    /// flight is a probe.
+    /// Rounds without a head tree since the last probe, the wait before the next, and whether
+    /// the round in flight is a probe.
     since_probe: usize,
     probe_wait: usize,
     probing: bool,
+    /// Prompt lookup's acceptance (`[depth - 1][class]`, class = how much shorter than the
+    /// longest tried the matched suffix is), and its probes: rounds with a match that did not
+    /// use it, the wait, and whether the round in flight is a lookup probe.
+    lookup_stats: AcceptanceStats,
+    since_lookup: usize,
+    lookup_wait: usize,
+    lookup_probing: bool,
     /// `[max levels]`: the best drafted rate and its level count, while nothing it depends on
     /// changed.
     best_cache: Vec<Option<Option<(f64, usize)>>>,
@@ -130,6 +174,16 @@ impl AutoTree {
             since_probe: 0,
             probe_wait: options.explore_every,
             probing: false,
+            lookup_stats: AcceptanceStats::new(
+                options.lookup.max(1),
+                PromptLookup::default().max_ngram,
+                lookup_prior,
+                2.0,
+                options.decay,
+            ),
+            since_lookup: 0,
+            lookup_wait: options.explore_every,
+            lookup_probing: false,
             best_cache: vec![None; m.depth + 2],
         }
     }
@@ -144,6 +198,36 @@ impl AutoTree {
 
     pub fn stats(&self) -> &AcceptanceStats {
         &self.stats
+    }
+
+    /// Prompt lookup's acceptance per depth and match class.
+    pub fn lookup_stats(&self) -> &AcceptanceStats {
+        &self.lookup_stats
+    }
+
+    /// The prompt lookup that proposes chains to this policy (`None` when `lookup` is 0).
+    pub fn lookup(&self) -> Option<PromptLookup> {
+        (self.options.lookup > 0).then(|| PromptLookup {
+            num_draft: self.options.lookup,
+            ..PromptLookup::default()
+        })
+    }
+
+    fn lookup_class(&self, ngram: usize) -> usize {
+        self.lookup()
+            .map_or(0, |l| l.max_ngram.saturating_sub(ngram))
+    }
+
+    /// The best predicted rate of verifying a cut of `chain`, with its number of drafts.
+    fn lookup_rate(&self, chain: &LookupMatch) -> Option<(f64, usize)> {
+        let expected = self
+            .lookup_stats
+            .chain_expected(self.lookup_class(chain.ngram), chain.drafts());
+        expected
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((1.0 + e) / self.costs.round(0, i + 2), i + 1))
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
     }
 
     /// The best predicted rate (tokens per second) drafting `levels` levels, with the node count
@@ -195,15 +279,17 @@ impl AutoTree {
         }
     }
 
-    /// The tree to draft this round, within `room` nodes and positions; `total_tokens == 1`
-    /// means plain decoding. `rows(n)` is the verification rows of `n` nodes for this drafter;
-    /// `deferred` is the positions the head would have to catch up on before drafting.
+    /// What to do this round, within `room` nodes and positions: plain decoding, a cut of the
+    /// prompt-lookup `chain` (when the text had one), or a head tree. `rows(n)` is the
+    /// verification rows of `n` head-drafted nodes for this drafter; `deferred` is the positions
+    /// the head would have to catch up on before drafting.
     pub fn plan(
         &mut self,
         room: usize,
         rows: &dyn Fn(usize) -> usize,
         deferred: usize,
-    ) -> TreeSettings {
+        chain: Option<&LookupMatch>,
+    ) -> Plan {
         let max = self.options.max.within(room);
         let max_levels = if max.total_tokens < 2 {
             0
@@ -214,15 +300,18 @@ impl AutoTree {
         let explore = self.options.explore_every > 0
             && self.rounds.is_multiple_of(self.options.explore_every);
         let plain = 1.0 / self.costs.round(0, 1);
+        let chain = chain.filter(|c| c.drafts() > 0 && room > 1);
+        let lookup = chain.and_then(|c| self.lookup_rate(c));
+        let undrafted = lookup.map_or(plain, |(rate, _)| rate.max(plain));
         let levels = match self.best_drafted(max_levels, rows) {
             _ if max_levels == 0 => 0,
             // Nothing drafted yet: the deepest tree teaches every level count at once.
             None => max_levels,
-            Some((rate, l)) if rate > plain => match explore {
+            Some((rate, l)) if rate > undrafted => match explore {
                 true => (l + 1).min(max_levels),
                 false => l,
             },
-            // Plain decoding is best; now and then the best tree is tried again.
+            // No head tree is best; now and then the best one is tried again.
             Some((_, l)) => {
                 self.since_probe += 1;
                 let plain_time = self.since_probe as f64 / plain;
@@ -240,17 +329,54 @@ impl AutoTree {
                 }
             }
         };
-        match levels {
-            0 => TreeSettings {
-                total_tokens: 1,
-                depth: 0,
-                top_k: max.top_k,
-            },
-            l => TreeSettings {
-                depth: l - 1,
+        if levels > 0 {
+            return Plan::Tree(TreeSettings {
+                depth: levels - 1,
                 ..max
-            },
+            });
         }
+        if chain.is_none() {
+            return Plan::Plain;
+        }
+        match lookup {
+            Some((rate, drafts)) if rate > plain => {
+                (self.since_lookup, self.lookup_wait) = (0, self.options.explore_every);
+                Plan::Lookup { drafts }
+            }
+            // Lookup does not pay now; now and then one draft of it is tried again.
+            _ => {
+                self.since_lookup += 1;
+                if self.options.explore_every > 0 && self.since_lookup >= self.lookup_wait {
+                    (self.since_lookup, self.lookup_probing) = (0, true);
+                    Plan::Lookup { drafts: 1 }
+                } else {
+                    Plan::Plain
+                }
+            }
+        }
+    }
+
+    /// The round that verifies the first `drafts` drafts of `chain`: the cut chain and the
+    /// choice, with its prediction.
+    pub fn lookup_choice(&self, chain: &LookupMatch, drafts: usize) -> (DraftTree, AutoChoice) {
+        let cut = chain.cut(drafts);
+        let class = self.lookup_class(chain.ngram);
+        let accepted = self
+            .lookup_stats
+            .chain_expected(class, cut.len() - 1)
+            .last()
+            .copied()
+            .unwrap_or(0.0);
+        let choice = AutoChoice {
+            levels: 0,
+            nodes: cut.len(),
+            rows: cut.len(),
+            predicted_tokens: 1.0 + accepted,
+            predicted_s: self.costs.round(0, cut.len()),
+            catch_up_s: 0.0,
+            lookup_ngram: chain.ngram,
+        };
+        (cut, choice)
     }
 
     /// After drafting `tree` with `levels` draft forwards (`scores`: cumulative draft
@@ -307,6 +433,7 @@ impl AutoTree {
             predicted_tokens: 1.0 + accepted,
             predicted_s: self.costs.round(levels, rows(n)),
             catch_up_s: 0.0,
+            lookup_ngram: 0,
         };
         (cut, cut_scores, choice)
     }
@@ -320,13 +447,28 @@ impl AutoTree {
             predicted_tokens: 1.0,
             predicted_s: self.costs.round(0, 1),
             catch_up_s: 0.0,
+            lookup_ngram: 0,
         }
     }
 
-    /// Learn from a verified tree and its accepted path (root first).
-    pub fn observe_acceptance(&mut self, tree: &DraftTree, path: &[usize]) {
-        if tree.len() > 1 {
+    /// Learn from a verified tree, the round's `choice`, and its accepted path (root first).
+    pub fn observe_acceptance(&mut self, choice: &AutoChoice, tree: &DraftTree, path: &[usize]) {
+        if tree.len() < 2 {
+            return;
+        }
+        if choice.lookup_ngram == 0 {
             self.stats.observe(tree, path);
+            return;
+        }
+        let accepted = path.len() - 1;
+        let class = self.lookup_class(choice.lookup_ngram);
+        self.lookup_stats
+            .observe_chain(class, tree.len() - 1, accepted);
+        if std::mem::take(&mut self.lookup_probing) {
+            self.lookup_wait = match accepted {
+                0 => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
+                _ => self.options.explore_every,
+            };
         }
     }
 
@@ -350,6 +492,12 @@ impl AutoTree {
     pub fn observe_catch_up(&mut self, positions: usize, seconds: f64) {
         self.costs.observe_catch_up(positions, seconds);
     }
+}
+
+/// Before anything is measured, a lookup draft is taken half of the time after a match of the
+/// longest suffix tried, a third after the next shorter, and so on.
+fn lookup_prior(_depth: usize, class: usize) -> f64 {
+    0.5 / (1 + class) as f64
 }
 
 /// Non-root nodes by score, best first (ties: smaller index first) — the order in which EAGLE-2's

@@ -26,7 +26,9 @@ pub struct CostModel {
     scale: f64,
     /// Draft seconds by number of draft forwards (`[forwards - 1]`), once measured.
     draft: Vec<Option<f64>>,
-    /// Update seconds after a round that verified drafts, and after a root-only round.
+    /// Update seconds after a round that verified a head's tree (the head then observes the
+    /// accepted positions), and after any other round (plain, or a prompt-lookup chain: the
+    /// cache compaction alone).
     update_spec: Option<f64>,
     update_plain: Option<f64>,
     /// Seconds per position of the head's catch-up over positions deferred by plain rounds.
@@ -123,9 +125,9 @@ impl CostModel {
         }
     }
 
-    /// Seconds of the update after a round (`speculative`: drafts were verified).
-    pub fn update(&self, speculative: bool) -> f64 {
-        if speculative {
+    /// Seconds of the update after a round (`head_tree`: it verified drafts of the head).
+    pub fn update(&self, head_tree: bool) -> f64 {
+        if head_tree {
             self.update_spec.unwrap_or(UPDATE_PRIOR * self.verify(1))
         } else {
             self.update_plain.unwrap_or(0.0)
@@ -147,9 +149,10 @@ impl CostModel {
         self.catch_up = Some(self.catch_up.map_or(per, |o| o + a * (per - o)));
     }
 
-    /// Seconds of a whole round: `forwards` draft forwards, a pass of `rows` rows, the update.
+    /// Seconds of a whole round: `forwards` draft forwards, a pass of `rows` rows, the update
+    /// (`forwards = 0` with more than one row: a chain that cost no draft forward).
     pub fn round(&self, forwards: usize, rows: usize) -> f64 {
-        self.draft(forwards) + self.verify(rows) + self.update(rows > 1)
+        self.draft(forwards) + self.verify(rows) + self.update(forwards > 0 && rows > 1)
     }
 
     /// Fold in one round's measured phases.
@@ -178,7 +181,7 @@ impl CostModel {
                 Err(i) => self.verify.insert(i, (rows, unscaled)),
             }
         }
-        if rows > 1 {
+        if forwards > 0 && rows > 1 {
             self.update_spec = ema(self.update_spec, update_s);
         } else {
             self.update_plain = ema(self.update_plain, update_s);
@@ -225,6 +228,12 @@ mod tests {
         m.observe(0, 1, 0.0, 0.9, 0.01);
         assert!((m.verify(1) - 0.9).abs() < 1e-12);
         assert_eq!(m.update(false), 0.01);
+        // A lookup chain (no draft forward, 3 rows): its pass is a point of the curve, and its
+        // update (no head forward) counts with the plain rounds'.
+        m.observe(0, 3, 0.0, 1.0, 0.02);
+        assert!((m.verify(3) / m.verify(1) - 1.0 / 0.9).abs() < 1e-12);
+        assert_eq!((m.update(true), m.update(false)), (0.3, 0.02));
+        assert!((m.round(0, 3) - (m.verify(3) + 0.02)).abs() < 1e-12);
     }
 
     #[test]

@@ -15,8 +15,9 @@ use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibi
 
 use confu_moe::SlotGain;
 
-use crate::auto_tree::{AutoChoice, AutoTree};
+use crate::auto_tree::{AutoChoice, AutoTree, Plan};
 use crate::head::Eagle3Head;
+use crate::lookup::LookupMatch;
 use crate::tree::{build_scored_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
 
 /// EAGLE-3 drafting state for one sequence.
@@ -180,21 +181,29 @@ impl<B: Backend> Eagle3Drafter<B> {
     }
 
     /// `--tree auto`: the tree `auto` plans within `room` nodes and positions, cut to the nodes
-    /// worth verifying (`rows(n)`: verification rows of `n` nodes for the calling drafter). A
-    /// round that drafts nothing runs no head forward.
+    /// worth verifying (`rows(n)`: verification rows of `n` nodes for the calling drafter), or a
+    /// cut of the prompt-lookup `chain`. A round without a head tree runs no head forward.
     pub fn draft_tree_auto(
         &mut self,
         root: u32,
         room: usize,
         auto: &mut AutoTree,
         rows: &dyn Fn(usize) -> usize,
+        chain: Option<&LookupMatch>,
     ) -> Result<(DraftTree, AutoChoice)> {
         let deferred = self.pending.iter().map(|(_, n)| n.len()).sum();
-        let settings = auto.plan(room, rows, deferred);
-        if settings.total_tokens < 2 {
-            self.scores = vec![0.0];
-            return Ok((DraftTree::root_only(root), auto.plain_choice()));
-        }
+        let settings = match (auto.plan(room, rows, deferred, chain), chain) {
+            (Plan::Tree(settings), _) => settings,
+            (Plan::Lookup { drafts }, Some(chain)) => {
+                let (cut, choice) = auto.lookup_choice(chain, drafts);
+                self.scores = vec![0.0; cut.len()];
+                return Ok((cut, choice));
+            }
+            _ => {
+                self.scores = vec![0.0];
+                return Ok((DraftTree::root_only(root), auto.plain_choice()));
+            }
+        };
         let start = Instant::now();
         self.flush()?;
         let catch_up_s = start.elapsed().as_secs_f64();

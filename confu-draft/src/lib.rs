@@ -21,12 +21,12 @@ pub mod tree;
 pub mod vocab;
 
 pub use acceptance_stats::AcceptanceStats;
-pub use auto_tree::{AutoChoice, AutoTree, AutoTreeOptions};
+pub use auto_tree::{AutoChoice, AutoTree, AutoTreeOptions, Plan};
 pub use config::DraftConfig;
 pub use cost_model::CostModel;
 pub use drafter::Eagle3Drafter;
 pub use export::export_official;
 pub use head::{DraftOutput, Eagle3, Eagle3Head, Eagle3Layer};
-pub use lookup::PromptLookup;
+pub use lookup::{LookupMatch, PromptLookup};
 pub use tree::{build_scored_tree, build_tree, DraftTree, FrontierNode, TreeSettings};
 pub use vocab::DraftVocab;

@@ -34,11 +34,13 @@ impl AutoRound {
         policy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The round's tree: the policy's choice within `room`, or without a policy `fixed` within
-    /// `room`. `rows(n)` is the verification rows of `n` nodes for the calling drafter.
+    /// The round's tree: the policy's choice within `room` (a head tree, a prompt-lookup chain
+    /// found in `context`, or the root alone), or without a policy `fixed` within `room`.
+    /// `rows(n)` is the verification rows of `n` head-drafted nodes for the calling drafter.
     pub(crate) fn draft<B: Backend>(
         &mut self,
         state: &mut Eagle3Drafter<B>,
+        context: &[u32],
         root: u32,
         room: usize,
         fixed: TreeSettings,
@@ -47,20 +49,25 @@ impl AutoRound {
         let Some(policy) = &self.policy else {
             return state.draft_tree(root, fixed.within(room));
         };
-        let (tree, choice) = state.draft_tree_auto(root, room, &mut Self::lock(policy), rows)?;
+        let mut policy = Self::lock(policy);
+        let chain = policy
+            .lookup()
+            .and_then(|lookup| lookup.find(context, root, room));
+        let (tree, choice) =
+            state.draft_tree_auto(root, room, &mut policy, rows, chain.as_ref())?;
         self.round = Some((tree.clone(), choice));
         Ok(tree)
     }
 
     /// Learn which drafts were accepted; returns whether the head may see these positions later
-    /// (with the next tree): after the prefill and after a round that drafted nothing, so that
-    /// plain decoding pays no head forward.
+    /// (with the next tree): after the prefill and after a round without a head tree (plain, or
+    /// a prompt-lookup chain), so that such rounds pay no head forward.
     pub(crate) fn observe(&mut self, path: &[usize], prefill: bool) -> bool {
         match (&self.policy, &self.round, prefill) {
             (Some(_), _, true) => true,
             (Some(policy), Some((tree, choice)), false) => {
-                Self::lock(policy).observe_acceptance(tree, path);
-                choice.nodes == 1
+                Self::lock(policy).observe_acceptance(choice, tree, path);
+                !choice.head_tree()
             }
             _ => false,
         }

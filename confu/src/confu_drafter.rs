@@ -109,8 +109,9 @@ impl<B: Backend> ConfuProposer<B> {
         }
     }
 
-    /// Target rows verifying `n` nodes: a node row each, and `[con]` rows for the covered nodes;
-    /// a plain round (`n = 1` under `--tree auto`) has neither.
+    /// Target rows verifying `n` head-drafted nodes: a node row each, and `[con]` rows for the
+    /// covered nodes; a plain round (`n = 1` under `--tree auto`) has neither (nor has a
+    /// prompt-lookup chain: one row per node).
     fn verification_rows(&self) -> impl Fn(usize) -> usize {
         let rule = self.confu.contemplator.options.contemplate_nodes;
         move |n: usize| match rule {
@@ -184,7 +185,9 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
                 "observe() must run first",
             )
         })?;
-        let plain = self.auto.choice().is_some_and(|a| a.nodes == 1);
+        // Only a head's tree gets `[con]` rows: after a plain round or a prompt-lookup chain the
+        // head catches up later, and the slot keeps its last future vector.
+        let plain = self.auto.choice().is_some_and(|a| !a.head_tree());
         let covered = match plain {
             true => Vec::new(),
             false => c.covered_nodes(tree, self.state()?.node_scores()),
@@ -261,10 +264,11 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         state.extend(path_features, obs.next)
     }
 
-    fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
+    fn propose(&mut self, context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
         let rows = self.verification_rows();
         let state = started(&mut self.state)?;
-        self.auto.draft(state, root, room, self.tree, &rows)
+        self.auto
+            .draft(state, context, root, room, self.tree, &rows)
     }
 
     fn auto_choice(&self) -> Option<AutoChoice> {

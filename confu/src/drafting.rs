@@ -221,9 +221,10 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
         state.extend(features, obs.next)
     }
 
-    fn propose(&mut self, _context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
+    fn propose(&mut self, context: &[u32], root: u32, room: usize) -> Result<DraftTree> {
         let state = started(&mut self.state)?;
-        self.auto.draft(state, root, room, self.tree, &|n| n)
+        self.auto
+            .draft(state, context, root, room, self.tree, &|n| n)
     }
 
     fn auto_choice(&self) -> Option<AutoChoice> {

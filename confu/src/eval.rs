@@ -88,12 +88,14 @@ pub struct QuestionResult {
     pub vanilla_decode_s: f64,
     #[serde(default)]
     pub vanilla_decode_tokens: usize,
-    /// `--tree auto`: rounds it planned, those that drafted nothing, and its predictions summed
-    /// over them (tokens, seconds).
+    /// `--tree auto`: rounds it planned, those that drafted nothing, those that verified a
+    /// prompt-lookup chain, and its predictions summed over them (tokens, seconds).
     #[serde(default)]
     pub auto_rounds: usize,
     #[serde(default)]
     pub plain_rounds: usize,
+    #[serde(default)]
+    pub lookup_rounds: usize,
     #[serde(default)]
     pub predicted_tokens: f64,
     #[serde(default)]
@@ -159,6 +161,7 @@ fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
         vanilla_decode_tokens: v.timings.decode_tokens,
         auto_rounds: auto.len(),
         plain_rounds: auto.iter().filter(|a| a.nodes == 1).count(),
+        lookup_rounds: auto.iter().filter(|a| a.lookup_ngram > 0).count(),
         predicted_tokens: auto.iter().map(|a| a.predicted_tokens).sum(),
         predicted_s: auto.iter().map(|a| a.predicted_s).sum(),
     }
@@ -335,10 +338,12 @@ impl EvalReport {
         }
         if let Some(a) = &o.auto {
             s.push_str(&format!(
-                "tree auto: predicted {:.1} t/s, achieved {:.1} t/s over the same rounds; {:.0}% of rounds drafted nothing\n",
+                "tree auto: predicted {:.1} t/s, achieved {:.1} t/s over the same rounds; rounds: {:.0}% plain, {:.0}% prompt lookup, {:.0}% head trees\n",
                 a.predicted_tokens_per_s,
                 a.achieved_tokens_per_s,
-                100.0 * a.plain_share
+                100.0 * a.plain_share,
+                100.0 * a.lookup_share,
+                100.0 * (1.0 - a.plain_share - a.lookup_share).max(0.0)
             ));
         }
         s

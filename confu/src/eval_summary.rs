@@ -37,6 +37,9 @@ pub struct AutoSummary {
     pub achieved_tokens_per_s: f64,
     /// Share of rounds that drafted nothing.
     pub plain_share: f64,
+    /// Share of rounds that verified a prompt-lookup chain (the rest verified head trees).
+    #[serde(default)]
+    pub lookup_share: f64,
 }
 
 /// Mean milliseconds per round spent drafting, verifying and updating (KV compaction and the
@@ -112,5 +115,7 @@ fn auto_summary(results: &[&QuestionResult]) -> Option<AutoSummary> {
         predicted_tokens_per_s: per(sum(|r| r.predicted_tokens), sum(|r| r.predicted_s)),
         achieved_tokens_per_s: per(tokens, spent),
         plain_share: results.iter().map(|r| r.plain_rounds).sum::<usize>() as f64 / planned as f64,
+        lookup_share: results.iter().map(|r| r.lookup_rounds).sum::<usize>() as f64
+            / planned as f64,
     })
 }

@@ -1,8 +1,9 @@
 //! `--tree auto` stays lossless whatever it chooses: with costs that make it draft large trees,
 //! decode plainly (head positions deferred, ConFu's future slot kept) with a probe every few
-//! rounds, or trade nodes against time, and with the costs it measures itself, greedy EAGLE-3 and
-//! ConFu output equals vanilla greedy output on every fixture target, and sampled output follows
-//! the target's distribution (chi-square, as `speculative.rs`).
+//! rounds, verify prompt-lookup chains instead of head trees, or trade nodes against time, and
+//! with the costs it measures itself, greedy EAGLE-3 and ConFu output equals vanilla greedy output
+//! on every fixture target, and sampled output follows the target's distribution (chi-square, as
+//! `speculative.rs`).
 
 mod common;
 
@@ -45,7 +46,21 @@ fn policies() -> Vec<(&'static str, AutoTree)> {
             "a tenth of a step per row",
             policy(vec![(1, 1.0), (2, 1.1)], 0.05, 0.05),
         ),
+        lookup_policy(),
     ]
+}
+
+/// Rows cost a tenth of a step but a draft forward a whole one: no head tree pays, and prompt
+/// lookup's chains (which cost no forward) do wherever the text repeats.
+fn lookup_policy() -> (&'static str, AutoTree) {
+    let mut costs = CostModel::new(vec![(1, 1.0), (2, 1.1)], 5, 1.0);
+    for f in 1..=5 {
+        costs.observe(f, 2, f as f64, 0.0, 0.05);
+    }
+    (
+        "lookup pays",
+        AutoTree::new(options(), costs.with_alpha(0.0)),
+    )
 }
 
 fn random_confu(target: &TargetModel<Cpu>) -> ConfuHead<Cpu> {
@@ -77,13 +92,15 @@ fn greedy_auto_trees_equal_vanilla() {
         let confu = random_confu(&target);
         modes.push(("confu".into(), DraftMode::Confu { confu, tree }));
         let mut prompts = common::prompts(vocab);
+        // Two varied prompts and the repetitive one, where lookup finds matches.
+        prompts.swap(2, 5);
         prompts.truncate(3);
         let config = GenerationConfig {
             max_new_tokens: 24,
             ..Default::default()
         };
         let vanilla = Engine::new(target.clone());
-        let (mut plain, mut drafted) = (0, 0);
+        let (mut plain, mut drafted, mut lookup) = (0, 0, 0);
         for (label, mode) in &modes {
             let mut engines: Vec<(String, Engine<Cpu>)> = policies()
                 .into_iter()
@@ -105,22 +122,23 @@ fn greedy_auto_trees_equal_vanilla() {
                     for r in &got.rounds {
                         let a = r.auto.expect("every round of an auto engine is planned");
                         assert_eq!(a.nodes, r.tree_size, "{name} {l}: the verified tree");
-                        match a.nodes {
-                            1 => plain += 1,
-                            _ => drafted += 1,
+                        match (a.nodes, a.lookup_ngram) {
+                            (1, _) => plain += 1,
+                            (_, 0) => drafted += 1,
+                            _ => lookup += 1,
                         }
                     }
                 }
             }
         }
         println!(
-            "auto tree {name}: {} prompts x {} auto drafters equal vanilla greedy; {plain} plain and {drafted} drafted rounds ... ok",
+            "auto tree {name}: {} prompts x {} auto drafters equal vanilla greedy; {plain} plain, {drafted} head-drafted and {lookup} prompt-lookup rounds ... ok",
             prompts.len(),
-            4 * modes.len()
+            5 * modes.len()
         );
         assert!(
-            plain > 0 && drafted > 0,
-            "both kinds of round were exercised"
+            plain > 0 && drafted > 0 && lookup > 0,
+            "every kind of round was exercised"
         );
     }
 }
@@ -151,4 +169,55 @@ fn sampled_auto_trees_match_vanilla_sampling() {
         accepted > n,
         "too few accepted drafts ({accepted}) for the test to have power"
     );
+}
+
+#[test]
+fn sampled_lookup_rounds_match_vanilla_sampling() {
+    // The embedded testbed model: trained on the corpus, it repeats itself, so lookup chains are
+    // accepted at a low temperature (the fixtures' random models never copy).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testbed");
+    let target =
+        TargetModel::<Cpu>::load(&dir.join("target"), backend_cpu::ops(), &Default::default())
+            .unwrap();
+    let tokenizer = confu_model::Tokenizer::from_file(&dir.join("target/tokenizer.json")).unwrap();
+    let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
+    let vanilla = Engine::new(target.clone());
+    // The prompt and its greedy continuation, which loops: its next tokens occurred before.
+    let mut prompt = tokenizer.encode("fn main() {").unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 40,
+        ..Default::default()
+    };
+    prompt.extend(
+        vanilla
+            .generate(&prompt, &config, |_| {})
+            .unwrap()
+            .generated_ids,
+    );
+    let mode = DraftMode::Eagle3 {
+        head,
+        tree: options().max,
+    };
+    let (n, positions) = (1000, 3);
+    let (_, policy) = lookup_policy();
+    let spec = Engine::with_mode(target, mode)
+        .unwrap()
+        .with_auto_policy(policy);
+    let (a, b, accepted) =
+        common::sample_both(&vanilla, &spec, &prompt, (0.25, None, None), n, positions);
+    for p in 0..positions {
+        common::same_distribution(&format!("auto lookup T=0.25 position {p}"), &a[p], &b[p])
+            .unwrap();
+    }
+    let policy = spec.auto_tree().unwrap().lock().unwrap();
+    let lookup = policy.lookup_stats();
+    println!(
+        "auto tree lossless sampling with lookup chains: {accepted} drafts accepted; depth-1 acceptance {:.2}",
+        lookup.rate(1, 0)
+    );
+    assert!(
+        accepted > n / 2,
+        "too few accepted drafts ({accepted}) for the test to have power"
+    );
+    assert!(lookup.rate(1, 0) > 0.5, "the accepted drafts were lookup's");
 }

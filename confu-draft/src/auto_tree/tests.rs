@@ -52,6 +52,7 @@ fn policy(verify: Vec<(usize, f64)>, draft_per_forward: f64) -> AutoTree {
             depth: 4,
             top_k: 4,
         },
+        probe_share: 0.01,
         ..AutoTreeOptions::default()
     };
     let mut costs = CostModel::new(verify, 5, 1.0);
@@ -65,11 +66,19 @@ fn chain_rows(n: usize) -> usize {
     n
 }
 
+/// The head tree of a plan (`None`: plain decoding or a lookup chain).
+fn tree_of(plan: Plan) -> Option<TreeSettings> {
+    match plan {
+        Plan::Tree(settings) => Some(settings),
+        _ => None,
+    }
+}
+
 #[test]
 fn plain_decoding_when_every_row_costs_a_step() {
     // A row costs as much as a vanilla step; the best child is taken 60 % of the time.
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    let first = p.plan(100, &chain_rows, 0);
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
     assert_eq!(
         first.depth, 4,
         "with nothing known the deepest tree is drafted"
@@ -84,12 +93,14 @@ fn plain_decoding_when_every_row_costs_a_step() {
     // nothing worth verifying.
     let mut probes = Vec::new();
     for round in 2..=160 {
-        let plan = p.plan(100, &chain_rows, 0);
-        if plan.total_tokens > 1 {
+        let plan = p.plan(100, &chain_rows, 0, None);
+        if let Some(plan) = tree_of(plan) {
             probes.push(round);
             let (tree, scores) = drafted(plan);
             let (_, _, choice) = p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
             assert_eq!(choice.nodes, 1);
+        } else {
+            assert_eq!(plan, Plan::Plain);
         }
     }
     assert_eq!(
@@ -105,13 +116,12 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
     // position and the probe drafts one level (0.3 s), so with 100 deferred positions a
     // probe costs 5.3 s: 530 plain rounds at a 1 % share.
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    let first = p.plan(100, &chain_rows, 0);
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
     let (tree, scores) = drafted(first);
     p.choose(&tree, &scores, first.depth + 1, &chain_rows);
     let mut probes = Vec::new();
     for round in 2..=1100 {
-        let plan = p.plan(100, &chain_rows, 100);
-        if plan.total_tokens > 1 {
+        if let Some(plan) = tree_of(p.plan(100, &chain_rows, 100, None)) {
             probes.push(round);
             let (tree, scores) = drafted(plan);
             p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
@@ -127,14 +137,14 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
 fn large_trees_when_verification_is_flat() {
     // Verifying 64 rows costs what one does; drafting is cheap.
     let mut p = policy(vec![(1, 1.0), (64, 1.0)], 0.01);
-    let (tree, scores) = drafted(p.plan(100, &chain_rows, 0));
+    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap());
     let (cut, _, choice) = p.choose(&tree, &scores, 5, &chain_rows);
     assert_eq!(cut.len(), tree.len(), "every node is free to verify");
     assert_eq!(choice.nodes, tree.len());
     assert_eq!(choice.levels, 5);
     let expected = 1.0 + p.stats().expected_accepted(&tree);
     assert!((choice.predicted_tokens - expected).abs() < 1e-9);
-    assert!(p.plan(100, &chain_rows, 0).depth >= 3);
+    assert!(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap().depth >= 3);
 }
 
 #[test]
@@ -142,7 +152,7 @@ fn the_node_count_trades_acceptance_against_verification_time() {
     // Each row past the first costs a tenth of a step: a node is worth it when it is reached
     // more than a tenth of the time (at the best rate, about one token per step).
     let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.0);
-    let (tree, scores) = drafted(p.plan(100, &chain_rows, 0));
+    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap());
     let (cut, _, _) = p.choose(&tree, &scores, 5, &chain_rows);
     let reach = p.stats().reach(&cut);
     assert!(
@@ -152,4 +162,92 @@ fn the_node_count_trades_acceptance_against_verification_time() {
         tree.len()
     );
     assert!(reach.iter().skip(1).all(|&r| r > 0.05), "{reach:?}");
+}
+
+/// A lookup chain of `drafts` tokens after a match of `ngram` tokens.
+fn chain(drafts: usize, ngram: usize) -> LookupMatch {
+    let mut chain = DraftTree::root_only(0);
+    for d in 1..=drafts {
+        chain.tokens.push(d as u32);
+        chain.parents.push(Some(d - 1));
+        chain.depths.push(d);
+    }
+    LookupMatch { chain, ngram }
+}
+
+/// A policy whose head trees never pay (a row costs a step, drafting is dear), after its
+/// first tree.
+fn head_never_pays() -> AutoTree {
+    let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).unwrap();
+    let (tree, scores) = drafted(first);
+    p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+    p
+}
+
+#[test]
+fn a_lookup_chain_that_pays_is_verified_without_the_head() {
+    // Rows past the first cost a tenth of a step; the prior takes a draft after a 3-token
+    // match half the time, so every draft of the chain is worth its row.
+    let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.3);
+    p.costs = CostModel::new(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 5, 1.0);
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).unwrap();
+    let (tree, scores) = drafted(first);
+    p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+    // The head's measured drafting: a full step per forward, so no tree pays.
+    for f in 1..=5 {
+        p.costs.observe(f, 0, 1.0 * f as f64, 0.0, 0.0);
+    }
+    let long = chain(6, 3);
+    let plan = p.plan(100, &chain_rows, 0, Some(&long));
+    let Plan::Lookup { drafts } = plan else {
+        panic!("{plan:?}")
+    };
+    // Expected accepted drafts 0.5, 0.75, 0.875, 0.94 for 1.1, 1.2, 1.3, 1.4 steps: rates
+    // 1.36, 1.46, 1.44, 1.38 tokens per step.
+    assert_eq!(drafts, 2);
+    let (cut, choice) = p.lookup_choice(&long, drafts);
+    assert_eq!(cut.len(), drafts + 1);
+    assert_eq!(
+        (choice.levels, choice.nodes, choice.rows),
+        (0, drafts + 1, drafts + 1)
+    );
+    assert_eq!(choice.lookup_ngram, 3);
+    assert!(!choice.head_tree());
+    let want = 1.0 + p.lookup_stats().chain_expected(0, drafts)[drafts - 1];
+    assert!((choice.predicted_tokens - want).abs() < 1e-12);
+    // Its acceptance is the lookup's, not the head's.
+    let head = p.stats().clone();
+    p.observe_acceptance(&choice, &cut, &(0..=drafts).collect::<Vec<_>>());
+    assert_eq!(p.stats(), &head);
+    assert!(p.lookup_stats().rate(1, 0) > 0.5);
+    // Room for the root alone: nothing to verify but the root.
+    assert_eq!(p.plan(1, &chain_rows, 0, Some(&long)), Plan::Plain);
+}
+
+#[test]
+fn lookup_that_stops_paying_is_probed_with_one_draft_ever_more_rarely() {
+    let mut p = head_never_pays();
+    let long = chain(4, 1);
+    // After a 1-token match the prior (a quarter) does not pay for a row that costs a step.
+    let mut probes = Vec::new();
+    for round in 0..200 {
+        match p.plan(100, &chain_rows, 0, Some(&long)) {
+            Plan::Lookup { drafts } => {
+                assert_eq!(drafts, 1);
+                probes.push(round);
+                let (cut, choice) = p.lookup_choice(&long, drafts);
+                p.observe_acceptance(&choice, &cut, &[0]);
+            }
+            Plan::Plain => {}
+            Plan::Tree(_) => {}
+        }
+    }
+    // Waits of 8, 16, 32 and 64 rounds with a match; the head's own probes take a round now
+    // and then without counting.
+    assert_eq!(probes, vec![7, 23, 56, 123]);
+    // With lookup off, a match changes nothing.
+    let mut off = head_never_pays();
+    off.options.lookup = 0;
+    assert!(off.lookup().is_none());
 }
