@@ -465,9 +465,12 @@ impl AutoTree {
         self.lookup_stats
             .observe_chain(class, tree.len() - 1, accepted);
         if std::mem::take(&mut self.lookup_probing) {
-            self.lookup_wait = match accepted {
-                0 => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
-                _ => self.options.explore_every,
+            // Probing again soon is worth it only when what the probe taught makes one draft
+            // after such a match pay; an accepted draft now and then (sampling) is not enough.
+            let one = (1.0 + self.lookup_stats.rate(1, class)) / self.costs.round(0, 2);
+            self.lookup_wait = match one > 1.0 / self.costs.round(0, 1) {
+                true => self.options.explore_every,
+                false => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
             };
         }
     }
