@@ -35,7 +35,8 @@ pub struct DraftArgs {
     pub tree: Option<TreeArg>,
     /// With `--tree auto`: the longest prompt-lookup chain (the continuation of the latest
     /// earlier occurrence of the text's last 1–3 tokens) a round may verify instead of a head's
-    /// tree, when its measured acceptance pays better; 0: the head's trees only [default: 8].
+    /// tree, when its measured acceptance pays better; 0: the head's trees only; at most the
+    /// largest tree's nodes below the root [default: 8].
     #[arg(long)]
     pub auto_lookup: Option<usize>,
     /// ConFu: which tree nodes get a `[con]` row, `all` or `top:M` (the root and the M

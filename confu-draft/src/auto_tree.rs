@@ -61,7 +61,7 @@ pub struct AutoTreeOptions {
     /// catch-up on the deferred positions, and the drafting) may cost.
     pub probe_share: f64,
     /// The longest prompt-lookup chain a round may verify instead of a head's tree (0: the
-    /// head's trees only).
+    /// head's trees only; at most the largest tree's nodes below the root).
     pub lookup: usize,
 }
 
@@ -175,7 +175,7 @@ impl AutoTree {
             probe_wait: options.explore_every,
             probing: false,
             lookup_stats: AcceptanceStats::new(
-                options.lookup.max(1),
+                lookup_drafts(&options).max(1),
                 PromptLookup::default().max_ngram,
                 lookup_prior,
                 2.0,
@@ -207,8 +207,9 @@ impl AutoTree {
 
     /// The prompt lookup that proposes chains to this policy (`None` when `lookup` is 0).
     pub fn lookup(&self) -> Option<PromptLookup> {
-        (self.options.lookup > 0).then(|| PromptLookup {
-            num_draft: self.options.lookup,
+        let num_draft = lookup_drafts(&self.options);
+        (num_draft > 0).then(|| PromptLookup {
+            num_draft,
             ..PromptLookup::default()
         })
     }
@@ -218,12 +219,11 @@ impl AutoTree {
             .map_or(0, |l| l.max_ngram.saturating_sub(ngram))
     }
 
-    /// The best predicted rate of verifying a cut of `chain`, with its number of drafts.
-    fn lookup_rate(&self, chain: &LookupMatch) -> Option<(f64, usize)> {
-        let expected = self
-            .lookup_stats
-            .chain_expected(self.lookup_class(chain.ngram), chain.drafts());
-        expected
+    /// The best predicted rate of verifying the first drafts (up to `drafts`) of a chain after
+    /// a match of `class`, with their number.
+    fn lookup_rate(&self, class: usize, drafts: usize) -> Option<(f64, usize)> {
+        self.lookup_stats
+            .chain_expected(class, drafts)
             .iter()
             .enumerate()
             .map(|(i, e)| ((1.0 + e) / self.costs.round(0, i + 2), i + 1))
@@ -301,7 +301,7 @@ impl AutoTree {
             && self.rounds.is_multiple_of(self.options.explore_every);
         let plain = 1.0 / self.costs.round(0, 1);
         let chain = chain.filter(|c| c.drafts() > 0 && room > 1);
-        let lookup = chain.and_then(|c| self.lookup_rate(c));
+        let lookup = chain.and_then(|c| self.lookup_rate(self.lookup_class(c.ngram), c.drafts()));
         let undrafted = lookup.map_or(plain, |(rate, _)| rate.max(plain));
         let levels = match self.best_drafted(max_levels, rows) {
             _ if max_levels == 0 => 0,
@@ -467,8 +467,10 @@ impl AutoTree {
         if std::mem::take(&mut self.lookup_probing) {
             // Probing again soon is worth it only when what the probe taught makes one draft
             // after such a match pay; an accepted draft now and then (sampling) is not enough.
-            let one = (1.0 + self.lookup_stats.rate(1, class)) / self.costs.round(0, 2);
-            self.lookup_wait = match one > 1.0 / self.costs.round(0, 1) {
+            let pays = self
+                .lookup_rate(class, 1)
+                .is_some_and(|(rate, _)| rate > 1.0 / self.costs.round(0, 1));
+            self.lookup_wait = match pays {
                 true => self.options.explore_every,
                 false => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
             };
@@ -495,6 +497,13 @@ impl AutoTree {
     pub fn observe_catch_up(&mut self, positions: usize, seconds: f64) {
         self.costs.observe_catch_up(positions, seconds);
     }
+}
+
+/// The longest lookup chain `options` allow: `lookup`, within the largest tree.
+fn lookup_drafts(options: &AutoTreeOptions) -> usize {
+    options
+        .lookup
+        .min(options.max.total_tokens.saturating_sub(1))
 }
 
 /// Before anything is measured, a lookup draft is taken half of the time after a match of the

@@ -143,6 +143,24 @@ fn greedy_auto_trees_equal_vanilla() {
     }
 }
 
+/// Samples `n` generations of `positions` tokens at T = 0.25 from both engines, checks that each
+/// position follows the same distribution, and returns the drafts `spec` had accepted.
+fn sample_like_vanilla(
+    label: &str,
+    vanilla: &Engine<Cpu>,
+    spec: &Engine<Cpu>,
+    prompt: &[u32],
+    n: usize,
+    positions: usize,
+) -> usize {
+    let (a, b, accepted) =
+        common::sample_both(vanilla, spec, prompt, (0.25, None, None), n, positions);
+    for p in 0..positions {
+        common::same_distribution(&format!("{label} T=0.25 position {p}"), &a[p], &b[p]).unwrap();
+    }
+    accepted
+}
+
 #[test]
 fn sampled_auto_trees_match_vanilla_sampling() {
     let (target, prompt, _) = common::sampling_setup();
@@ -159,11 +177,7 @@ fn sampled_auto_trees_match_vanilla_sampling() {
     let spec = Engine::with_mode(target, mode)
         .unwrap()
         .with_auto_policy(policy);
-    let (a, b, accepted) =
-        common::sample_both(&vanilla, &spec, &prompt, (0.25, None, None), n, positions);
-    for p in 0..positions {
-        common::same_distribution(&format!("auto T=0.25 position {p}"), &a[p], &b[p]).unwrap();
-    }
+    let accepted = sample_like_vanilla("auto", &vanilla, &spec, &prompt, n, positions);
     println!("auto tree lossless sampling: {accepted} drafts accepted");
     assert!(
         accepted > n,
@@ -203,12 +217,7 @@ fn sampled_lookup_rounds_match_vanilla_sampling() {
     let spec = Engine::with_mode(target, mode)
         .unwrap()
         .with_auto_policy(policy);
-    let (a, b, accepted) =
-        common::sample_both(&vanilla, &spec, &prompt, (0.25, None, None), n, positions);
-    for p in 0..positions {
-        common::same_distribution(&format!("auto lookup T=0.25 position {p}"), &a[p], &b[p])
-            .unwrap();
-    }
+    let accepted = sample_like_vanilla("auto lookup", &vanilla, &spec, &prompt, n, positions);
     let policy = spec.auto_tree().unwrap().lock().unwrap();
     let lookup = policy.lookup_stats();
     println!(

@@ -246,8 +246,15 @@ fn lookup_that_stops_paying_is_probed_with_one_draft_ever_more_rarely() {
     // Waits of 8, 16, 32 and 64 rounds with a match; the head's own probes take a round now
     // and then without counting.
     assert_eq!(probes, vec![7, 23, 56, 123]);
-    // With lookup off, a match changes nothing.
+    // With lookup off, a match changes nothing; a longer chain than the largest tree is cut.
     let mut off = head_never_pays();
     off.options.lookup = 0;
     assert!(off.lookup().is_none());
+    let huge = AutoTreeOptions {
+        lookup: usize::MAX,
+        ..AutoTreeOptions::default()
+    };
+    let p = AutoTree::new(huge, CostModel::new(vec![(1, 1.0)], 1, 0.0));
+    let max = huge.max.total_tokens - 1;
+    assert_eq!(p.lookup().map(|l| l.num_draft), Some(max));
 }
