@@ -1,13 +1,17 @@
-//! Attention for decoding: one task per (head, query row), visiting only the keys its mask lets it
+//! Attention for decoding: one task per (query row, head), visiting only the keys its mask lets it
 //! see, in slot order. Hidden keys cost nothing (tree and contemplate masks are mostly hidden), and
 //! a row's output is bit-identical whatever other rows or hidden slots the forward carries — the
 //! property ConFu needs so that contemplate rows leave real logits untouched.
+//!
+//! The output is written row-major (`[rows, heads, d]`) and returned as a `[heads, rows, d]` view
+//! of it, so the caller's swap back to rows and merge of heads copies nothing.
 
 use burn::tensor::{Bool, Tensor, TensorData};
 use confu_core::Ops;
 use rayon::prelude::*;
 
-use crate::exact_dot::{dots, has_avx2_fma};
+use crate::exact_dot::{dots, has_avx2_fma, lane_sum};
+use crate::exp::exp;
 use crate::flex_view::{float, Strided};
 use crate::Cpu;
 
@@ -31,7 +35,7 @@ pub fn attention(
         masked_out.map(|m| m.into_data().to_vec::<bool>().expect("bool mask"));
     let group = heads / kv_heads;
     let scale = scale as f32;
-    let mut out = vec![0f32; heads * rows * d];
+    let mut out = vec![0f32; rows * heads * d];
     out.par_chunks_mut(d).enumerate().for_each_init(
         || {
             (
@@ -41,7 +45,7 @@ pub fn attention(
             )
         },
         |(scores, idx, qrow), (task, dst)| {
-            let (h, r) = (task / rows, task % rows);
+            let (r, h) = (task / heads, task % heads);
             qa.read(h, r, qrow);
             let row = AttendRow {
                 q: qrow,
@@ -55,7 +59,7 @@ pub fn attention(
             row.run(scores, idx, dst);
         },
     );
-    Tensor::from_data(TensorData::new(out, [heads, rows, d]), &device)
+    Tensor::<Cpu, 3>::from_data(TensorData::new(out, [rows, heads, d]), &device).swap_dims(0, 1)
 }
 
 /// One query row of one head against the keys its mask lets it see.
@@ -113,20 +117,58 @@ impl AttendRow<'_> {
                 scores.push(s);
             }
         }
-        let mut sum = 0f32;
+        // The exponentials vectorise (no call per element), and so does their sum: sixteen lane
+        // sums in slot order, then `lane_sum`'s tree, then the remainder.
         for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+            *s = exp(*s - max);
         }
-        dst.fill(0.0);
-        for (&p, &j) in scores.iter().zip(idx.iter()) {
-            for (o, &x) in dst.iter_mut().zip(self.v.row(self.kv_head, j)) {
-                *o += p * x;
+        let whole = scores.chunks_exact(16);
+        let rest = whole.remainder().iter().fold(0f32, |acc, &s| acc + s);
+        let mut lanes = [0f32; 16];
+        for c in whole {
+            for (l, &s) in lanes.iter_mut().zip(c) {
+                *l += s;
             }
         }
+        let sum = lane_sum(&lanes) + rest;
+        weighted_values(scores, idx, self.v, self.kv_head, dst);
         let inv = 1.0 / sum;
         for o in dst.iter_mut() {
             *o *= inv;
+        }
+    }
+}
+
+/// Lanes of one block of value sums: 64 floats stay in registers across all keys.
+const BLOCK: usize = 64;
+
+/// `dst = Σ_j probs[j] · v[idx[j]]`, each element summed in slot order as `o + p * x` (a
+/// multiply, then an add), one block of [`BLOCK`] features at a time so that the sums live in
+/// registers instead of being loaded and stored once per key.
+#[inline(always)]
+fn weighted_values(probs: &[f32], idx: &[usize], v: &Strided, kv_head: usize, dst: &mut [f32]) {
+    let d = dst.len();
+    let mut start = 0;
+    while start + BLOCK <= d {
+        let mut acc = [0f32; BLOCK];
+        for (&p, &j) in probs.iter().zip(idx) {
+            let x: &[f32; BLOCK] = v.row(kv_head, j)[start..start + BLOCK]
+                .try_into()
+                .expect("a whole block");
+            for l in 0..BLOCK {
+                acc[l] += p * x[l];
+            }
+        }
+        dst[start..start + BLOCK].copy_from_slice(&acc);
+        start += BLOCK;
+    }
+    if start < d {
+        let tail = &mut dst[start..];
+        tail.fill(0.0);
+        for (&p, &j) in probs.iter().zip(idx) {
+            for (o, &x) in tail.iter_mut().zip(&v.row(kv_head, j)[start..]) {
+                *o += p * x;
+            }
         }
     }
 }
@@ -151,5 +193,42 @@ mod tests {
         let ours = CpuOps.attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), 0.4);
         let theirs = Ops::<Cpu>::attention(&PortableOps, q, k, v, Some(mask), 0.4);
         assert!(close(ours, theirs) < 1e-5);
+    }
+
+    #[test]
+    fn a_row_is_bit_identical_alone_or_among_others() {
+        // Eight query rows over 40 keys (d = 80: one register block and a tail), causal; each
+        // row alone must give the same bits as inside the batch.
+        let (rows, keys, d) = (8, 40, 80);
+        let q = tensor([2, rows, d], 5);
+        let k = tensor([1, keys, d], 6);
+        let v = tensor([1, keys, d], 7);
+        let mask_of = |r: usize| (0..keys).map(move |j| j > keys - rows + r);
+        let all: Vec<bool> = (0..rows).flat_map(mask_of).collect();
+        let mask = Tensor::<Cpu, 2, Bool>::from_data(
+            TensorData::new(all, [rows, keys]),
+            &Default::default(),
+        );
+        let batch: Vec<f32> = CpuOps
+            .attention(q.clone(), k.clone(), v.clone(), Some(mask), 0.1)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        for r in 0..rows {
+            let one = Tensor::<Cpu, 2, Bool>::from_data(
+                TensorData::new(mask_of(r).collect::<Vec<_>>(), [1, keys]),
+                &Default::default(),
+            );
+            let qr = q.clone().slice([0..2, r..r + 1, 0..d]);
+            let alone: Vec<f32> = CpuOps
+                .attention(qr, k.clone(), v.clone(), Some(one), 0.1)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            for h in 0..2 {
+                let b = &batch[(h * rows + r) * d..(h * rows + r + 1) * d];
+                assert_eq!(b, &alone[h * d..(h + 1) * d], "row {r}, head {h}");
+            }
+        }
     }
 }

@@ -42,6 +42,33 @@ impl Grid {
         }
     }
 
+    /// A fresh row-major `[len / out, out]` buffer that `fill` writes through a grid, without
+    /// zeroing it first (for a prefill's GEMM that zeroing was a memset of every output).
+    ///
+    /// # Safety
+    /// `fill` writes every element of the buffer (a panic inside it is fine: the buffer is then
+    /// dropped unread).
+    pub(crate) unsafe fn written_rows_major(
+        len: usize,
+        out: usize,
+        fill: impl FnOnce(Grid),
+    ) -> Vec<f32> {
+        let mut buf: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(len);
+        // SAFETY: `MaybeUninit` needs no initialisation.
+        buf.set_len(len);
+        fill(Self {
+            ptr: buf.as_mut_ptr().cast(),
+            len,
+            origin: 0,
+            js: 1,
+            rs: out,
+        });
+        let mut buf = std::mem::ManuallyDrop::new(buf);
+        // SAFETY: every element was written (the caller's contract); `MaybeUninit<f32>` has
+        // `f32`'s layout, and the allocation is handed over whole.
+        Vec::from_raw_parts(buf.as_mut_ptr().cast(), len, buf.capacity())
+    }
+
     /// The same buffer with its origin moved to weight row `j` and input row `r`.
     pub(crate) fn at(self, j: usize, r: usize) -> Self {
         Self {

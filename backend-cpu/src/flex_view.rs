@@ -13,11 +13,28 @@ pub(crate) fn float<const D: usize>(t: Tensor<Cpu, D>) -> FlexTensor {
     }
 }
 
-pub(crate) fn host_f32(x: Tensor<Cpu, 2>) -> Vec<f32> {
+/// The f32 values of `x` in row-major order: borrowed from the tensor when it is contiguous f32
+/// (no copy), copied otherwise.
+pub(crate) fn host_f32(x: &Tensor<Cpu, 2>) -> HostRows {
     let ft = float(x.clone());
-    match ft.as_slice::<f32>() {
-        Some(s) => s.to_vec(),
-        None => x.into_data().to_vec().expect("f32 activations"),
+    if ft.as_slice::<f32>().is_some() {
+        return HostRows::Borrowed(ft);
+    }
+    HostRows::Copied(x.clone().into_data().to_vec().expect("f32 activations"))
+}
+
+/// [`host_f32`]'s values: the tensor itself, or a copy.
+pub(crate) enum HostRows {
+    Borrowed(FlexTensor),
+    Copied(Vec<f32>),
+}
+
+impl HostRows {
+    pub(crate) fn values(&self) -> &[f32] {
+        match self {
+            HostRows::Borrowed(t) => t.as_slice::<f32>().expect("checked contiguous f32"),
+            HostRows::Copied(v) => v,
+        }
     }
 }
 

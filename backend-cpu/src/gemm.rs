@@ -42,48 +42,50 @@ pub(crate) fn gemm<W: WeightElem>(xs: &[&[f32]], w: &[W], out: usize, inner: usi
     let per_thread = out.div_ceil(2 * rayon::current_num_threads());
     let block = (BLOCK_BYTES / (inner * std::mem::size_of::<W>()).max(1)).min(per_thread);
     let block = block.next_multiple_of(TILE_OUTS).max(TILE_OUTS);
-    let mut result = vec![0f32; out * rows];
-    let grid = Grid::rows_major(&mut result, out);
-    (0..out.div_ceil(block)).into_par_iter().for_each(|b| {
-        let first = b * block;
-        let n = block.min(out - first);
-        let w_row = |j: usize| &w[(first + j) * inner..(first + j + 1) * inner];
-        for g in 0..rows.div_ceil(TILE_ROWS) {
-            let xg = &xp[g * TILE_ROWS * body..(g + 1) * TILE_ROWS * body];
-            let r_n = TILE_ROWS.min(rows - g * TILE_ROWS);
-            for t in 0..n.div_ceil(TILE_OUTS) {
-                let j_n = TILE_OUTS.min(n - t * TILE_OUTS);
-                let wt: [&[W]; TILE_OUTS] =
-                    std::array::from_fn(|j| w_row(t * TILE_OUTS + j.min(j_n - 1)));
-                // The next tile's rows (in this block, or the block's first for the next group).
-                let ahead = if (t + 1) * TILE_OUTS < n {
-                    TILE_OUTS * inner
-                } else {
-                    0
-                };
-                // SAFETY: the CPU has AVX-512F (the caller's check); the panel holds `chunks`
-                // pieces and every weight row `inner >= chunks * 16` elements.
-                let acc = unsafe { kernel(&wt, xg, chunks, ahead) };
-                let tile = grid.at(first + t * TILE_OUTS, g * TILE_ROWS);
-                let mut sums = [0f32; 2 * L];
-                // SAFETY: as `kernel`.
-                unsafe { lane_sums(&acc, &mut sums) };
-                // `sums[r * 4 + j]`: each input row's outputs are consecutive features.
-                for r in 0..r_n {
-                    let run = &mut sums[r * TILE_OUTS..r * TILE_OUTS + j_n];
-                    if body < inner {
-                        let x = &xs[g * TILE_ROWS + r][body..];
-                        for (j, v) in run.iter_mut().enumerate() {
-                            *v += tail_dot(x, &w_row(t * TILE_OUTS + j)[body..]);
+    let fill = |grid: Grid| {
+        (0..out.div_ceil(block)).into_par_iter().for_each(|b| {
+            let first = b * block;
+            let n = block.min(out - first);
+            let w_row = |j: usize| &w[(first + j) * inner..(first + j + 1) * inner];
+            for g in 0..rows.div_ceil(TILE_ROWS) {
+                let xg = &xp[g * TILE_ROWS * body..(g + 1) * TILE_ROWS * body];
+                let r_n = TILE_ROWS.min(rows - g * TILE_ROWS);
+                for t in 0..n.div_ceil(TILE_OUTS) {
+                    let j_n = TILE_OUTS.min(n - t * TILE_OUTS);
+                    let wt: [&[W]; TILE_OUTS] =
+                        std::array::from_fn(|j| w_row(t * TILE_OUTS + j.min(j_n - 1)));
+                    // The next tile's rows (in this block, or the block's first for the next group).
+                    let ahead = if (t + 1) * TILE_OUTS < n {
+                        TILE_OUTS * inner
+                    } else {
+                        0
+                    };
+                    // SAFETY: the CPU has AVX-512F (the caller's check); the panel holds `chunks`
+                    // pieces and every weight row `inner >= chunks * 16` elements.
+                    let acc = unsafe { kernel(&wt, xg, chunks, ahead) };
+                    let tile = grid.at(first + t * TILE_OUTS, g * TILE_ROWS);
+                    let mut sums = [0f32; 2 * L];
+                    // SAFETY: as `kernel`.
+                    unsafe { lane_sums(&acc, &mut sums) };
+                    // `sums[r * 4 + j]`: each input row's outputs are consecutive features.
+                    for r in 0..r_n {
+                        let run = &mut sums[r * TILE_OUTS..r * TILE_OUTS + j_n];
+                        if body < inner {
+                            let x = &xs[g * TILE_ROWS + r][body..];
+                            for (j, v) in run.iter_mut().enumerate() {
+                                *v += tail_dot(x, &w_row(t * TILE_OUTS + j)[body..]);
+                            }
                         }
+                        // SAFETY: this task alone writes output features first..first + n.
+                        unsafe { tile.set_run(r, run) };
                     }
-                    // SAFETY: this task alone writes output features first..first + n.
-                    unsafe { tile.set_run(r, run) };
                 }
             }
-        }
-    });
-    result
+        });
+    };
+    // SAFETY: the blocks cover every output feature, each block's tiles every input row and
+    // feature of it, and each tile writes its rows' runs whole.
+    unsafe { Grid::written_rows_major(out * rows, out, fill) }
 }
 
 /// `rows` packed in groups of `group` rows (the last padded with zero rows): group `g`'s piece

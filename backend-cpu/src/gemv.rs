@@ -92,8 +92,8 @@ fn exact_linear<W: WeightElem>(
     if many && !tiles {
         return None;
     }
-    let x_host = host_f32(x.clone());
-    let xs: Vec<&[f32]> = x_host.chunks_exact(inner).collect();
+    let x_host = host_f32(x);
+    let xs: Vec<&[f32]> = x_host.values().chunks_exact(inner).collect();
     #[cfg(target_arch = "x86_64")]
     let data = if many {
         crate::gemm::gemm(&xs, w, out, inner)

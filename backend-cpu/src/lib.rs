@@ -12,6 +12,7 @@ mod attention;
 mod cache_write;
 mod cpu_ops;
 mod exact_dot;
+mod exp;
 mod flex_view;
 #[cfg(target_arch = "x86_64")]
 mod gemm;

@@ -2,12 +2,14 @@
 //! and three element-wise ops, each allocating its output and walking strided iterators: on the
 //! testbed that was about a seventh of a prefill (docs/performance.md). Every element here is
 //! computed as the portable bodies compute it (the same operations in the same order), except
-//! RMSNorm's sum of squares, which takes `exact_dot::dot_body`'s order.
+//! RMSNorm's sum of squares, which takes `exact_dot::dot_body`'s order, and the SiLU's
+//! exponential, which is [`crate::exp::exp`] (within 2 ulp of libm's, and vectorised).
 
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::exact_dot::dot;
+use crate::exact_dot::{dot, has_avx2_fma};
+use crate::exp::exp;
 use crate::flex_view::float;
 use crate::Cpu;
 
@@ -55,16 +57,38 @@ pub fn swiglu(gate: &Tensor<Cpu, 2>, up: &Tensor<Cpu, 2>) -> Option<Tensor<Cpu, 
     let mut out = vec![0f32; gs.len()];
     out.par_chunks_mut(chunk)
         .zip(gs.par_chunks(chunk).zip(us.par_chunks(chunk)))
-        .for_each(|(o, (g, u))| {
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                // burn's silu: x * sigmoid(x), sigmoid(x) = 1 / (1 + exp(-x)).
-                *o = g * (1.0 / (1.0 + (-g).exp())) * u;
-            }
-        });
+        .for_each(|(o, (g, u))| silu_times(o, g, u));
     Some(Tensor::from_data(
         TensorData::new(out, dims),
         &gate.device(),
     ))
+}
+
+/// `o = silu(g) * u`, in an AVX2+FMA copy where the CPU has them (the exponential vectorises).
+fn silu_times(o: &mut [f32], g: &[f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { silu_times_avx2(o, g, u) };
+            return;
+        }
+    }
+    silu_times_body(o, g, u);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_times_avx2(o: &mut [f32], g: &[f32], u: &[f32]) {
+    silu_times_body(o, g, u);
+}
+
+#[inline(always)]
+fn silu_times_body(o: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+        // burn's silu: x * sigmoid(x), sigmoid(x) = 1 / (1 + exp(-x)).
+        *o = g * (1.0 / (1.0 + exp(-g))) * u;
+    }
 }
 
 #[cfg(test)]
