@@ -42,6 +42,15 @@ use crate::cost_model::CostModel;
 use crate::lookup::{LookupMatch, PromptLookup};
 use crate::tree::{DraftTree, TreeSettings};
 
+mod cut;
+mod lookup_rounds;
+#[cfg(test)]
+mod tests;
+
+use cut::score_order;
+pub use cut::top_nodes;
+use lookup_rounds::{lookup_drafts, lookup_prior};
+
 /// The longest run of plain rounds between two probes.
 pub const MAX_PROBE_WAIT: usize = 256;
 
@@ -200,36 +209,6 @@ impl AutoTree {
         &self.stats
     }
 
-    /// Prompt lookup's acceptance per depth and match class.
-    pub fn lookup_stats(&self) -> &AcceptanceStats {
-        &self.lookup_stats
-    }
-
-    /// The prompt lookup that proposes chains to this policy (`None` when `lookup` is 0).
-    pub fn lookup(&self) -> Option<PromptLookup> {
-        let num_draft = lookup_drafts(&self.options);
-        (num_draft > 0).then(|| PromptLookup {
-            num_draft,
-            ..PromptLookup::default()
-        })
-    }
-
-    fn lookup_class(&self, ngram: usize) -> usize {
-        self.lookup()
-            .map_or(0, |l| l.max_ngram.saturating_sub(ngram))
-    }
-
-    /// The best predicted rate of verifying the first drafts (up to `drafts`) of a chain after
-    /// a match of `class`, with their number.
-    fn lookup_rate(&self, class: usize, drafts: usize) -> Option<(f64, usize)> {
-        self.lookup_stats
-            .chain_expected(class, drafts)
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((1.0 + e) / self.costs.round(0, i + 2), i + 1))
-            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
-    }
-
     /// The best predicted rate (tokens per second) drafting `levels` levels, with the node count
     /// that gives it; `None` while nothing is known about that many levels.
     fn rate_at(&self, levels: usize, rows: &dyn Fn(usize) -> usize) -> Option<(f64, usize)> {
@@ -335,48 +314,10 @@ impl AutoTree {
                 ..max
             });
         }
-        if chain.is_none() {
-            return Plan::Plain;
+        match chain {
+            Some(_) => self.plan_lookup(lookup, plain),
+            None => Plan::Plain,
         }
-        match lookup {
-            Some((rate, drafts)) if rate > plain => {
-                (self.since_lookup, self.lookup_wait) = (0, self.options.explore_every);
-                Plan::Lookup { drafts }
-            }
-            // Lookup does not pay now; now and then one draft of it is tried again.
-            _ => {
-                self.since_lookup += 1;
-                if self.options.explore_every > 0 && self.since_lookup >= self.lookup_wait {
-                    (self.since_lookup, self.lookup_probing) = (0, true);
-                    Plan::Lookup { drafts: 1 }
-                } else {
-                    Plan::Plain
-                }
-            }
-        }
-    }
-
-    /// The round that verifies the first `drafts` drafts of `chain`: the cut chain and the
-    /// choice, with its prediction.
-    pub fn lookup_choice(&self, chain: &LookupMatch, drafts: usize) -> (DraftTree, AutoChoice) {
-        let cut = chain.cut(drafts);
-        let class = self.lookup_class(chain.ngram);
-        let accepted = self
-            .lookup_stats
-            .chain_expected(class, cut.len() - 1)
-            .last()
-            .copied()
-            .unwrap_or(0.0);
-        let choice = AutoChoice {
-            levels: 0,
-            nodes: cut.len(),
-            rows: cut.len(),
-            predicted_tokens: 1.0 + accepted,
-            predicted_s: self.costs.round(0, cut.len()),
-            catch_up_s: 0.0,
-            lookup_ngram: chain.ngram,
-        };
-        (cut, choice)
     }
 
     /// After drafting `tree` with `levels` draft forwards (`scores`: cumulative draft
@@ -460,21 +401,7 @@ impl AutoTree {
             self.stats.observe(tree, path);
             return;
         }
-        let accepted = path.len() - 1;
-        let class = self.lookup_class(choice.lookup_ngram);
-        self.lookup_stats
-            .observe_chain(class, tree.len() - 1, accepted);
-        if std::mem::take(&mut self.lookup_probing) {
-            // Probing again soon is worth it only when what the probe taught makes one draft
-            // after such a match pay; an accepted draft now and then (sampling) is not enough.
-            let pays = self
-                .lookup_rate(class, 1)
-                .is_some_and(|(rate, _)| rate > 1.0 / self.costs.round(0, 1));
-            self.lookup_wait = match pays {
-                true => self.options.explore_every,
-                false => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
-            };
-        }
+        self.observe_chain(choice.lookup_ngram, tree.len() - 1, path.len() - 1);
     }
 
     /// Learn from a round's measured phases.
@@ -498,53 +425,3 @@ impl AutoTree {
         self.costs.observe_catch_up(positions, seconds);
     }
 }
-
-/// The longest lookup chain `options` allow: `lookup`, within the largest tree.
-fn lookup_drafts(options: &AutoTreeOptions) -> usize {
-    options
-        .lookup
-        .min(options.max.total_tokens.saturating_sub(1))
-}
-
-/// Before anything is measured, a lookup draft is taken half of the time after a match of the
-/// longest suffix tried, a third after the next shorter, and so on.
-fn lookup_prior(_depth: usize, class: usize) -> f64 {
-    0.5 / (1 + class) as f64
-}
-
-/// Non-root nodes by score, best first (ties: smaller index first) — the order in which EAGLE-2's
-/// `total_tokens` budget admits them.
-fn score_order(tree: &DraftTree, scores: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (1..tree.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    order
-}
-
-/// The subtree of the root and `nodes` (ancestor-closed), in the original node order, with their
-/// scores.
-pub fn top_nodes(tree: &DraftTree, scores: &[f32], nodes: &[usize]) -> (DraftTree, Vec<f32>) {
-    let mut keep = vec![false; tree.len()];
-    keep[0] = true;
-    for &n in nodes {
-        keep[n] = true;
-    }
-    let mut index = vec![usize::MAX; tree.len()];
-    let mut cut = DraftTree::root_only(tree.tokens[0]);
-    let mut cut_scores = vec![scores[0]];
-    index[0] = 0;
-    for n in 1..tree.len() {
-        let Some(p) = tree.parents[n] else { continue };
-        if !keep[n] || index[p] == usize::MAX {
-            continue;
-        }
-        index[n] = cut.len();
-        cut.tokens.push(tree.tokens[n]);
-        cut.parents.push(Some(index[p]));
-        cut.depths.push(tree.depths[n]);
-        cut_scores.push(scores[n]);
-    }
-    (cut, cut_scores)
-}
-
-#[cfg(test)]
-mod tests;
