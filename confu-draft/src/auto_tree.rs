@@ -13,6 +13,10 @@
 //! rate `ρ`), and the tree is cut to its `n` best-scoring nodes — exactly the tree EAGLE-2 builds
 //! with `total_tokens = n`.
 //!
+//! A head tree that follows plain or lookup rounds first runs the head over the positions they
+//! deferred: its predicted rate counts that catch-up in its cost, so the policy leaves plain
+//! decoding for a tree only when the tree pays for the catch-up too.
+//!
 //! `E` of a cut is the sum over its nodes of the probability of reaching them, each the product
 //! of `rate(depth, rank)` along its path. Every `explore_every` rounds the policy drafts one level
 //! deeper than its best, so that the statistics of the shapes it is not using stay current. While
@@ -258,6 +262,26 @@ impl AutoTree {
         }
     }
 
+    /// `rate`, the best predicted rate drafting `levels` levels, when the round must first run
+    /// the head over `deferred` positions (after plain and lookup rounds): that catch-up is paid
+    /// by this round, so its tokens come at the round's cost plus the catch-up's.
+    fn after_catch_up(
+        &self,
+        rate: f64,
+        levels: usize,
+        rows: &dyn Fn(usize) -> usize,
+        deferred: usize,
+    ) -> f64 {
+        let catch_up = self.costs.catch_up(deferred);
+        match self.rate_at(levels, rows) {
+            Some((_, n)) if catch_up > 0.0 => {
+                let cost = self.costs.round(levels, rows(n));
+                rate * cost / (cost + catch_up)
+            }
+            _ => rate,
+        }
+    }
+
     /// What to do this round, within `room` nodes and positions: plain decoding, a cut of the
     /// prompt-lookup `chain` (when the text had one), or a head tree. `rows(n)` is the
     /// verification rows of `n` head-drafted nodes for this drafter; `deferred` is the positions
@@ -282,7 +306,10 @@ impl AutoTree {
         let chain = chain.filter(|c| c.drafts() > 0 && room > 1);
         let lookup = chain.and_then(|c| self.lookup_rate(self.lookup_class(c.ngram), c.drafts()));
         let undrafted = lookup.map_or(plain, |(rate, _)| rate.max(plain));
-        let levels = match self.best_drafted(max_levels, rows) {
+        let best = self
+            .best_drafted(max_levels, rows)
+            .map(|(rate, l)| (self.after_catch_up(rate, l, rows, deferred), l));
+        let levels = match best {
             _ if max_levels == 0 => 0,
             // Nothing drafted yet: the deepest tree teaches every level count at once.
             None => max_levels,

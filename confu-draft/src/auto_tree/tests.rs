@@ -164,6 +164,40 @@ fn the_node_count_trades_acceptance_against_verification_time() {
     assert!(reach.iter().skip(1).all(|&r| r > 0.05), "{reach:?}");
 }
 
+#[test]
+fn a_tree_after_plain_rounds_must_pay_for_the_head_catch_up() {
+    // Two rows cost 1.1 steps, drafting is cheap and every draft is taken: a tree pays well
+    // after a head tree (nothing deferred), but not when the head must first catch up on 100
+    // positions at 0.05 steps each.
+    let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.01);
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+    for _ in 0..40 {
+        let (tree, scores) = drafted(first);
+        let (cut, _, choice) = p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+        p.observe_acceptance(&choice, &cut, &first_children(&cut));
+    }
+    p.observe_catch_up(100, 5.0);
+    assert!(
+        tree_of(p.plan(100, &chain_rows, 0, None)).is_some(),
+        "nothing deferred"
+    );
+    let mut plans = (0..5).map(|_| p.plan(100, &chain_rows, 100, None));
+    assert!(
+        plans.all(|plan| plan == Plan::Plain),
+        "100 deferred positions cost 5 steps"
+    );
+}
+
+/// The path that takes every node's first child, root first.
+fn first_children(tree: &DraftTree) -> Vec<usize> {
+    let children = tree.children();
+    let mut path = vec![0];
+    while let Some(&c) = children[*path.last().expect("the root")].first() {
+        path.push(c);
+    }
+    path
+}
+
 /// A lookup chain of `drafts` tokens after a match of `ngram` tokens.
 fn chain(drafts: usize, ngram: usize) -> LookupMatch {
     let mut chain = DraftTree::root_only(0);
