@@ -155,11 +155,13 @@ pub struct AutoTree {
     probe_wait: usize,
     probing: bool,
     /// Prompt lookup's acceptance (`[depth - 1][class]`, class = how much shorter than the
-    /// longest tried the matched suffix is), and its probes: rounds with a match that did not
-    /// use it, the wait, and whether the round in flight is a lookup probe.
+    /// longest tried the matched suffix is), and its probes per class: rounds with a match of
+    /// that class that did not use it, the wait, and whether the round in flight is a lookup
+    /// probe. Per class, because one class paying (a 3-token match) says nothing about another
+    /// (a 1-token match, which at T = 1 is rarely accepted).
     lookup_stats: AcceptanceStats,
-    since_lookup: usize,
-    lookup_wait: usize,
+    since_lookup: Vec<usize>,
+    lookup_wait: Vec<usize>,
     lookup_probing: bool,
     /// `[max levels]`: the best drafted rate and its level count, while nothing it depends on
     /// changed.
@@ -194,8 +196,8 @@ impl AutoTree {
                 2.0,
                 options.decay,
             ),
-            since_lookup: 0,
-            lookup_wait: options.explore_every,
+            since_lookup: vec![0; PromptLookup::default().max_ngram],
+            lookup_wait: vec![options.explore_every; PromptLookup::default().max_ngram],
             lookup_probing: false,
             best_cache: vec![None; m.depth + 2],
         }
@@ -342,7 +344,7 @@ impl AutoTree {
             });
         }
         match chain {
-            Some(_) => self.plan_lookup(lookup, plain),
+            Some(c) => self.plan_lookup(self.lookup_class(c.ngram), lookup, plain),
             None => Plan::Plain,
         }
     }

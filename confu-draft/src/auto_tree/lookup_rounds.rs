@@ -61,19 +61,26 @@ impl AutoTree {
         (cut, choice)
     }
 
-    /// A round without a head tree, after a match: its chain when `lookup` (its best predicted
-    /// rate and length) beats `plain`, now and then a one-draft probe of it, plain otherwise.
-    pub(super) fn plan_lookup(&mut self, lookup: Option<(f64, usize)>, plain: f64) -> Plan {
+    /// A round without a head tree, after a match of `class`: its chain when `lookup` (its best
+    /// predicted rate and length) beats `plain`, now and then a one-draft probe of it, plain
+    /// otherwise.
+    pub(super) fn plan_lookup(
+        &mut self,
+        class: usize,
+        lookup: Option<(f64, usize)>,
+        plain: f64,
+    ) -> Plan {
+        let c = class.min(self.since_lookup.len() - 1);
         match lookup {
             Some((rate, drafts)) if rate > plain => {
-                (self.since_lookup, self.lookup_wait) = (0, self.options.explore_every);
+                (self.since_lookup[c], self.lookup_wait[c]) = (0, self.options.explore_every);
                 Plan::Lookup { drafts }
             }
             // Lookup does not pay now; now and then one draft of it is tried again.
             _ => {
-                self.since_lookup += 1;
-                if self.options.explore_every > 0 && self.since_lookup >= self.lookup_wait {
-                    (self.since_lookup, self.lookup_probing) = (0, true);
+                self.since_lookup[c] += 1;
+                if self.options.explore_every > 0 && self.since_lookup[c] >= self.lookup_wait[c] {
+                    (self.since_lookup[c], self.lookup_probing) = (0, true);
                     Plan::Lookup { drafts: 1 }
                 } else {
                     Plan::Plain
@@ -93,9 +100,10 @@ impl AutoTree {
             let pays = self
                 .lookup_rate(class, 1)
                 .is_some_and(|(rate, _)| rate > 1.0 / self.costs.round(0, 1));
-            self.lookup_wait = match pays {
+            let c = class.min(self.lookup_wait.len() - 1);
+            self.lookup_wait[c] = match pays {
                 true => self.options.explore_every,
-                false => (2 * self.lookup_wait).min(MAX_PROBE_WAIT),
+                false => (2 * self.lookup_wait[c]).min(MAX_PROBE_WAIT),
             };
         }
     }

@@ -292,3 +292,42 @@ fn lookup_that_stops_paying_is_probed_with_one_draft_ever_more_rarely() {
     let max = huge.max.total_tokens - 1;
     assert_eq!(p.lookup().map(|l| l.num_draft), Some(max));
 }
+
+#[test]
+fn a_paying_match_class_does_not_hasten_the_probes_of_another() {
+    // A row costs 0.3 steps: after a 3-token match (prior ½) a draft pays, after a 1-token one
+    // (prior ⅙) it does not. Blocks of one 3-token match, always accepted, then 20 rounds with
+    // 1-token matches, always rejected when probed: the 1-token probes wait 8, 16, 32, 64 … of
+    // their own rounds, whatever the 3-token class does meanwhile.
+    let mut p = head_never_pays();
+    p.costs = CostModel::new(vec![(1, 1.0), (2, 1.3), (64, 20.0)], 5, 0.0);
+    for f in 1..=5 {
+        p.costs.observe(f, 0, 1.0 * f as f64, 0.0, 0.0);
+    }
+    let (long, short) = (chain(1, 3), chain(1, 1));
+    let mut probes = Vec::new();
+    let mut short_rounds = 0;
+    for _ in 0..10 {
+        let plan = p.plan(100, &chain_rows, 0, Some(&long));
+        assert_eq!(plan, Plan::Lookup { drafts: 1 }, "a 3-token match pays");
+        let (cut, choice) = p.lookup_choice(&long, 1);
+        p.observe_acceptance(&choice, &cut, &[0, 1]);
+        for _ in 0..20 {
+            match p.plan(100, &chain_rows, 0, Some(&short)) {
+                // The head's own probe takes the round; the match does not count.
+                Plan::Tree(t) => {
+                    let (tree, scores) = drafted(t);
+                    p.choose(&tree, &scores, t.depth + 1, &chain_rows);
+                }
+                Plan::Lookup { drafts } => {
+                    short_rounds += 1;
+                    probes.push(short_rounds);
+                    let (cut, choice) = p.lookup_choice(&short, drafts);
+                    p.observe_acceptance(&choice, &cut, &[0]);
+                }
+                Plan::Plain => short_rounds += 1,
+            }
+        }
+    }
+    assert_eq!(probes, vec![8, 24, 56, 120]);
+}
