@@ -308,9 +308,14 @@ impl AutoTree {
         let chain = chain.filter(|c| c.drafts() > 0 && room > 1);
         let lookup = chain.and_then(|c| self.lookup_rate(self.lookup_class(c.ngram), c.drafts()));
         let undrafted = lookup.map_or(plain, |(rate, _)| rate.max(plain));
+        // The catch-up only lowers a rate, so it is weighed only for a tree that beats the
+        // rounds without one before it: a plain streak's plan stays a comparison.
         let best = self
             .best_drafted(max_levels, rows)
-            .map(|(rate, l)| (self.after_catch_up(rate, l, rows, deferred), l));
+            .map(|(rate, l)| match rate > undrafted {
+                true => (self.after_catch_up(rate, l, rows, deferred), l),
+                false => (rate, l),
+            });
         let levels = match best {
             _ if max_levels == 0 => 0,
             // Nothing drafted yet: the deepest tree teaches every level count at once.
