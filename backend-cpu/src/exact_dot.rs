@@ -167,174 +167,19 @@ unsafe fn dots_avx2<W: WeightElem, const R: usize>(xs: &[&[f32]], w: &[W], out: 
         i += L;
     }
     for r in 0..R {
-        // The tree's first level: lane i + lane i + 8, in one add.
-        let mut s8 = [0f32; 8];
-        _mm256_storeu_ps(s8.as_mut_ptr(), _mm256_add_ps(lo[r], hi[r]));
-        out[r] = half_sum(&s8) + tail_dot(&xs[r][body..], &w[body..]);
+        out[r] = lane_sum_avx2(lo[r], hi[r]) + tail_dot(&xs[r][body..], &w[body..]);
     }
 }
 
-/// Output `(j, r)` of `out` = `dot_body(xs[r], ws[j])` for up to four weight rows and four input
-/// rows, with AVX-512: one 16-lane register per (weight row, input row) holds exactly the
-/// accumulators of [`dot_body`], so every output is bit-identical to it (and to the other
-/// kernels) whatever rows share the tile.
+/// [`lane_sum`] of an accumulator held as lanes 0..8 (`lo`) and 8..16 (`hi`), in registers: the
+/// halves added (`i + (i + 8)`), then `+ 4`, `+ 2`, `+ 1`, as [`half_sum`] does in memory.
 #[cfg(target_arch = "x86_64")]
-///
-/// # Safety
-/// As for [`Grid::set`], for every output of the tile.
-pub(crate) unsafe fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: Grid, ahead: &[W]) {
-    macro_rules! go {
-        ($($j:literal, $r:literal);*) => {
-            match (ws.len(), xs.len()) {
-                // SAFETY: only called when the CPU supports AVX-512F (`has_avx512f`).
-                $(($j, $r) => unsafe { tile_avx512::<W, $j, $r>(ws, xs, out, ahead) },)*
-                _ => unreachable!("tiles are at most 4 x 4"),
-            }
-        };
-    }
-    go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) unsafe fn tile<W: WeightElem>(_: &[&[W]], _: &[&[f32]], _: Grid, _: &[W]) {
-    unreachable!("AVX-512 tiles exist only on x86-64")
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx512f() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
-    ws: &[&[W]],
-    xs: &[&[f32]],
-    out: Grid,
-    ahead: &[W],
-) {
-    const L: usize = 16;
-    let n = ws[0].len();
-    let body = n - n % L;
-    let mut acc = [[_mm512_setzero_ps(); R]; J];
-    let mut i = 0;
-    while i < body {
-        // A hint only: the address stays inside `ahead`.
-        for j in 0..4 {
-            if j * n + i < ahead.len() {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(j * n + i) as *const i8);
-            }
-        }
-        // SAFETY: i + 16 <= body <= n, and every row has n elements.
-        let mut w = [_mm512_setzero_ps(); J];
-        for j in 0..J {
-            w[j] = W::load16(ws[j].as_ptr().add(i));
-        }
-        for r in 0..R {
-            let x = _mm512_loadu_ps(xs[r].as_ptr().add(i));
-            for j in 0..J {
-                acc[j][r] = _mm512_fmadd_ps(x, w[j], acc[j][r]);
-            }
-        }
-        i += L;
-    }
-    let flat: [__m512; 16] = std::array::from_fn(|t| {
-        if t < J * R {
-            acc[t / R][t % R]
-        } else {
-            _mm512_setzero_ps()
-        }
-    });
-    let mut sums = [0f32; 16];
-    lane_sums(&flat[..J * R], &mut sums);
-    for j in 0..J {
-        for r in 0..R {
-            out.set(
-                j,
-                r,
-                sums[j * R + r] + tail_dot(&xs[r][body..], &ws[j][body..]),
-            );
-        }
-    }
-}
-
-/// `sums[t] = lane_sum(acc[t])` for every accumulator: sixteen at a time, or one by one when
-/// there are too few to fill [`sums16`] (a decode step's tiles hold four).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lane_sums(acc: &[__m512], sums: &mut [f32]) {
-    const L: usize = 16;
-    assert!(sums.len() >= acc.len());
-    if acc.len() < 6 {
-        for (s, a) in sums.iter_mut().zip(acc) {
-            *s = lane_sum_one(*a);
-        }
-        return;
-    }
-    assert!(sums.len() >= acc.len().next_multiple_of(L));
-    for first in (0..acc.len()).step_by(L) {
-        // sums16's lane 4q + m holds its input 4m + q: inputs fed in that order land in place.
-        let group: [__m512; L] = std::array::from_fn(|s| {
-            let t = first + 4 * (s % 4) + s / 4;
-            if t < acc.len() {
-                acc[t]
-            } else {
-                _mm512_setzero_ps()
-            }
-        });
-        _mm512_storeu_ps(sums.as_mut_ptr().add(first), sums16(&group));
-    }
-}
-
-/// [`lane_sum`] of one vector: halves added, then quarters, pairs, and the last two lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn lane_sum_one(a: __m512) -> f32 {
-    // The upper half through a 64-bit-lane extract: AVX-512F has no 32-bit one (that is DQ).
-    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
-    let s8 = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn lane_sum_avx2(lo: __m256, hi: __m256) -> f32 {
+    let s8 = _mm256_add_ps(lo, hi);
     let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
     let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
-}
-
-/// The lane sums ([`lane_sum`]) of 16 vectors in one vector: lane `4q + m` holds the sum of
-/// input `4m + q`. Three shuffles and one add per input, where reducing each vector alone costs
-/// four dependent shuffle-add pairs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sums16(a: &[__m512; 16]) -> __m512 {
-    // Level 1, lanes i + i + 8: pairs (a, b) -> [a's 8 sums | b's 8 sums].
-    let u: [__m512; 8] = std::array::from_fn(|p| {
-        let (x, y) = (a[2 * p], a[2 * p + 1]);
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x44>(x, y),
-            _mm512_shuffle_f32x4::<0xEE>(x, y),
-        )
-    });
-    // Level 2, i + i + 4: 128-bit lane q of v[t] holds input 4t + q's four sums.
-    let v: [__m512; 4] = std::array::from_fn(|t| {
-        let (x, y) = (u[2 * t], u[2 * t + 1]);
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x88>(x, y),
-            _mm512_shuffle_f32x4::<0xDD>(x, y),
-        )
-    });
-    // Level 3, i + i + 2: lane q of w[h] holds [4(2h) + q's two sums, 4(2h + 1) + q's two sums].
-    let w: [__m512; 2] = std::array::from_fn(|h| {
-        let (x, y) = (v[2 * h], v[2 * h + 1]);
-        _mm512_add_ps(
-            _mm512_shuffle_ps::<0x44>(x, y),
-            _mm512_shuffle_ps::<0xEE>(x, y),
-        )
-    });
-    // Level 4, i + i + 1.
-    _mm512_add_ps(
-        _mm512_shuffle_ps::<0x88>(w[0], w[1]),
-        _mm512_shuffle_ps::<0xDD>(w[0], w[1]),
-    )
 }
 
 /// [`dot_body`] compiled for AVX2+FMA when the CPU has them, for callers that are not: outside
@@ -398,10 +243,10 @@ pub(crate) fn tail_dot<W: WeightElem>(x: &[f32], w: &[W]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(n: usize, salt: usize) -> Vec<f32> {
+    pub(crate) fn values(n: usize, salt: usize) -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 37 + salt * 11) as f32 * 0.29).sin() * (1.0 + (i % 7) as f32))
             .collect()
@@ -417,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_gives_dot_body_bit_for_bit() {
+    fn dots_give_dot_body_bit_for_bit() {
         // 67: four pieces of 16 and a tail of 3.
         for inner in [16, 67, 256] {
             let xs: Vec<Vec<f32>> = (0..4).map(|r| values(inner, r)).collect();
@@ -428,45 +273,6 @@ mod tests {
                 let mut got = [0f32; 4];
                 dots(&rows[..n], &w, &mut got);
                 assert_eq!(got[..n], expected[..n], "dots, {n} rows of {inner}");
-            }
-            #[cfg(target_arch = "x86_64")]
-            if has_avx512f() {
-                let ws: Vec<Vec<f32>> = (0..4).map(|j| values(inner, 20 + j)).collect();
-                let wrows: Vec<&[f32]> = ws.iter().map(|w| w.as_slice()).collect();
-                let mut buf = vec![0f32; 4 * 4];
-                // SAFETY: one thread writes the whole buffer.
-                unsafe { tile(&wrows, &rows, Grid::rows_major(&mut buf, 4), &[]) };
-                for r in 0..4 {
-                    for j in 0..4 {
-                        assert_eq!(
-                            buf[r * 4 + j],
-                            dot_body(rows[r], wrows[j]),
-                            "tile ({j}, {r})"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn lane_sums_reduce_each_accumulator_in_place() {
-        if !has_avx512f() {
-            return;
-        }
-        for n in [1, 5, 16, 24] {
-            let lanes: Vec<[f32; 16]> = (0..n)
-                .map(|t| std::array::from_fn(|i| ((t * 16 + i) as f32 * 0.71).cos() * 1e3))
-                .collect();
-            let mut sums = vec![0f32; 32];
-            // SAFETY: AVX-512F is available (checked above).
-            unsafe {
-                let acc: Vec<__m512> = lanes.iter().map(|l| _mm512_loadu_ps(l.as_ptr())).collect();
-                lane_sums(&acc, &mut sums);
-            }
-            for (t, l) in lanes.iter().enumerate() {
-                assert_eq!(sums[t], lane_sum(l), "accumulator {t} of {n}");
             }
         }
     }

@@ -2,7 +2,7 @@
 //! product. Each output is one dot product over a contiguous weight row, so the weights are read
 //! once at memory speed, and a row's result never depends on which other rows share the call.
 //! Larger matmuls (prefill) go to the L2-blocked tiles of [`crate::gemm`], which sum in the same
-//! order, or to burn-flex's GEMM on CPUs without AVX-512.
+//! order, or to burn-flex's GEMM on CPUs without AVX2 (or AVX-512).
 //!
 //! Weights may be f32, bf16 or f16 ([`WeightElem`]): half-precision rows are widened in registers
 //! and then summed exactly as f32 rows are, so a half-precision weight gives bit-for-bit the
@@ -13,10 +13,9 @@ use confu_core::ops::portable;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
-use crate::exact_dot::has_avx512f;
-use crate::exact_dot::{dots, tile, Grid};
+use crate::exact_dot::{dots, Grid};
 use crate::flex_view::{float, host_f32};
+use crate::tiles::{has_tiles, tile};
 use crate::weight_elem::WeightElem;
 use crate::Cpu;
 
@@ -57,7 +56,7 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
             return y;
         }
     }
-    // No AVX-512 for many rows, or a strided weight view: burn-flex's GEMM, which takes f32
+    // No AVX2 for many rows, or a strided weight view: burn-flex's GEMM, which takes f32
     // operands (a half-precision weight is widened for the call).
     let out = match dtype {
         DType::BF16 => wt
@@ -77,7 +76,7 @@ pub fn linear(x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
 
 /// `x @ w^T` by this crate's kernels, which keep [`crate::exact_dot`]'s summation order: the
 /// streaming GEMV up to [`GEMV_MAX_ROWS`] rows, the L2-blocked kernel of `gemm` above
-/// (AVX-512 only; `None` sends the call to burn-flex's GEMM).
+/// (AVX-512 or AVX2; `None`, on other CPUs, sends the call to burn-flex's GEMM).
 fn exact_linear<W: WeightElem>(
     x: &Tensor<Cpu, 2>,
     w: &[W],
@@ -85,10 +84,7 @@ fn exact_linear<W: WeightElem>(
 ) -> Option<Tensor<Cpu, 2>> {
     let rows = x.dims()[0];
     let many = rows > GEMV_MAX_ROWS;
-    #[cfg(target_arch = "x86_64")]
-    let tiles = has_avx512f() && W::simd_ok();
-    #[cfg(not(target_arch = "x86_64"))]
-    let tiles = false;
+    let tiles = has_tiles::<W>();
     if many && !tiles {
         return None;
     }

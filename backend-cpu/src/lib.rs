@@ -19,6 +19,7 @@ mod gemm;
 mod gemv;
 mod rope;
 mod rowwise;
+mod tiles;
 mod weight_elem;
 
 pub use allocator::keep_freed_memory;
