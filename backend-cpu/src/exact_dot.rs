@@ -1,9 +1,9 @@
 //! Dot products in one fixed summation order ([`dot_body`]): 16 lane accumulators over the
 //! inner axis, the lanes summed as a tree ([`lane_sum`]: lanes `i` and `i + 8`, then `i + 4`,
 //! `i + 2`, `i + 1`), then the tail. The tree is what AVX-512 reduces cheaply for 16 outputs at a
-//! time ([`sums16`]): summing lanes in sequence cost as much as the multiply-adds at a width of
-//! 256. Every kernel here (AVX2 rows,
-//! AVX-512 tiles of weight rows x input rows) reproduces that order exactly, so an output never
+//! time (`tiles::sums16`) and AVX2 in registers ([`lane_sum_avx2`]): summing lanes in sequence
+//! cost as much as the multiply-adds at a width of 256. Every kernel (AVX2 rows here, the AVX2 and
+//! AVX-512 tiles of `tiles` and `gemm`) reproduces that order exactly, so an output never
 //! depends on which kernel computed it or on which other rows shared the call — the property the
 //! greedy-equality tests and ConFu's hidden rows rely on, from one-row decode to prefill.
 
