@@ -36,8 +36,11 @@ const L: usize = 16;
 struct Tile<W> {
     outs: usize,
     rows: usize,
-    sweep: unsafe fn(&[W], usize, usize, &[f32], usize, &mut [f32]),
+    sweep: Sweep<W>,
 }
+
+/// A tile kernel's signature: `(block, n, inner, panel, chunks, out)`, as [`sweep_avx2`].
+type Sweep<W> = unsafe fn(&[W], usize, usize, &[f32], usize, &mut [f32]);
 
 impl<W: WeightElem> Tile<W> {
     /// The tile of this CPU. Only for CPUs with AVX-512F or AVX2, FMA and F16C
