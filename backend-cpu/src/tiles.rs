@@ -44,27 +44,32 @@ pub(crate) unsafe fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: Grid, 
         }
         go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4)
     } else {
-        // AVX2 has 16 registers, two per output: at most 8 outputs' accumulators at a time
-        // (4 x 1, 2 x 2, 1 x 3, 1 x 4), the tile's weight rows taken in that many per pass
-        // (they stay in L1 between passes).
-        let per_pass = match xs.len() {
-            1 => 4,
-            2 => 2,
-            _ => 1,
+        // AVX2 has 16 registers, two per output: passes of 4 x 1, 2 x 2 or 2 x 3 outputs (at
+        // most 12 accumulators; a 2 x 3 pass reads its input rows from memory in the
+        // multiply-adds), four input rows as two 2 x 2 passes. The weight rows stay in L1
+        // between passes.
+        let (rows_per, outs_per) = match xs.len() {
+            1 => (1, 4),
+            3 => (3, 2),
+            _ => (2, 2),
         };
-        for (p, group) in ws.chunks(per_pass).enumerate() {
-            let ahead = if p == 0 { ahead } else { &ahead[..0] };
-            let out = out.at(p * per_pass, 0);
-            macro_rules! go {
-                ($($j:literal, $r:literal);*) => {
-                    match (group.len(), xs.len()) {
-                        // SAFETY: the CPU supports AVX2, FMA and F16C (`has_tiles`).
-                        $(($j, $r) => unsafe { tile_avx2::<W, $j, $r>(group, xs, out, ahead) },)*
-                        _ => unreachable!("AVX2 passes are 4 x 1, 2 x 2, 1 x 3 or 1 x 4"),
-                    }
-                };
+        let mut first = true;
+        for (q, rows) in xs.chunks(rows_per).enumerate() {
+            for (p, group) in ws.chunks(outs_per).enumerate() {
+                let ahead = if first { ahead } else { &ahead[..0] };
+                first = false;
+                let out = out.at(p * outs_per, q * rows_per);
+                macro_rules! go {
+                    ($($j:literal, $r:literal);*) => {
+                        match (group.len(), rows.len()) {
+                            // SAFETY: the CPU supports AVX2, FMA and F16C (`has_tiles`).
+                            $(($j, $r) => unsafe { tile_avx2::<W, $j, $r>(group, rows, out, ahead) },)*
+                            _ => unreachable!("AVX2 passes are at most 4 x 1, 2 x 2 or 2 x 3"),
+                        }
+                    };
+                }
+                go!(1,1; 2,1; 3,1; 4,1; 1,2; 2,2; 1,3; 2,3)
             }
-            go!(1,1; 2,1; 3,1; 4,1; 1,2; 2,2; 1,3; 1,4)
         }
     }
 }
