@@ -173,7 +173,8 @@ fn gemv<W: WeightElem>(
                     let ahead = &w_data[next..(next + tj * inner).min(w_data.len())];
                     for (b, block) in xs.chunks(4).enumerate() {
                         let ahead = if b == 0 { ahead } else { &ahead[..0] };
-                        // SAFETY: this task alone writes output features first..first + n.
+                        // SAFETY: `wide` is `has_tiles`; this task alone writes output features
+                        // first..first + n.
                         unsafe { tile(&ws[..k], block, grid.at(first + g, 4 * b), ahead) };
                     }
                 }

@@ -25,7 +25,7 @@ use crate::weight_elem::WeightElem;
 /// [`has_tiles`] says the CPU can.
 ///
 /// # Safety
-/// As for [`Grid::set`], for every output of the tile.
+/// [`has_tiles`] holds for `W`, and as for [`Grid::set`], for every output of the tile.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn tile<W: WeightElem>(ws: &[&[W]], xs: &[&[f32]], out: Grid, ahead: &[W]) {
     assert!(
