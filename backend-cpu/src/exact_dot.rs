@@ -1,15 +1,16 @@
 //! Dot products in one fixed summation order ([`dot_body`]): 16 lane accumulators over the
 //! inner axis, the lanes summed as a tree ([`lane_sum`]: lanes `i` and `i + 8`, then `i + 4`,
 //! `i + 2`, `i + 1`), then the tail. The tree is what AVX-512 reduces cheaply for 16 outputs at a
-//! time (`tiles::sums16`) and AVX2 in registers ([`lane_sum_avx2`]): summing lanes in sequence
-//! cost as much as the multiply-adds at a width of 256. Every kernel (AVX2 rows here, the AVX2 and
-//! AVX-512 tiles of `tiles` and `gemm`) reproduces that order exactly, so an output never
+//! time and AVX2 in registers (`lane_sums`): summing lanes in sequence cost as much as the
+//! multiply-adds at a width of 256. Every kernel (the AVX2 and AVX-512 tiles of `tiles` and
+//! `gemm`) reproduces that order exactly, so an output never
 //! depends on which kernel computed it or on which other rows shared the call — the property the
 //! greedy-equality tests and ConFu's hidden rows rely on, from one-row decode to prefill.
 
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
+use crate::ahead::Spread;
+#[cfg(target_arch = "x86_64")]
+use crate::tiles::tile_avx2;
 use crate::weight_elem::WeightElem;
 
 /// Where the kernels write: output `(j, r)` (weight row `j`, input row `r`, counted from the
@@ -114,13 +115,15 @@ pub(crate) fn dots<W: WeightElem>(xs: &[&[f32]], w: &[W], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2_fma() && W::simd_ok() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            let out = Grid::rows_major(out, 1);
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked above); one thread writes
+            // `out`.
             unsafe {
                 match xs.len() {
-                    1 => dots_avx2::<W, 1>(xs, w, out),
-                    2 => dots_avx2::<W, 2>(xs, w, out),
-                    3 => dots_avx2::<W, 3>(xs, w, out),
-                    _ => dots_avx2::<W, 4>(xs, w, out),
+                    1 => tile_avx2::<W, 1, 1>(&[w], xs, out, Spread::none(), 0),
+                    2 => tile_avx2::<W, 1, 2>(&[w], xs, out, Spread::none(), 0),
+                    3 => tile_avx2::<W, 1, 3>(&[w], xs, out, Spread::none(), 0),
+                    _ => tile_avx2::<W, 1, 4>(&[w], &xs[..4], out, Spread::none(), 0),
                 }
             }
             return;
@@ -141,45 +144,6 @@ pub(crate) fn has_avx2_fma() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     })
-}
-
-/// [`dots`] for `R` rows with AVX2 FMA: lanes 0..8 and 8..16 of a row's accumulators live in
-/// two registers, so `R = 4` keeps 8 accumulators and the two weight registers in the 16 ymm
-/// registers. Lane `i` sees exactly the fused multiply-adds of `dot_body`'s `acc[i]`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dots_avx2<W: WeightElem, const R: usize>(xs: &[&[f32]], w: &[W], out: &mut [f32]) {
-    const L: usize = 16;
-    let n = w.len();
-    let body = n - n % L;
-    let mut lo = [_mm256_setzero_ps(); R];
-    let mut hi = [_mm256_setzero_ps(); R];
-    let mut i = 0;
-    while i < body {
-        // SAFETY: i + 16 <= body <= n, and every row has n elements.
-        let w0 = W::load8(w.as_ptr().add(i));
-        let w1 = W::load8(w.as_ptr().add(i + 8));
-        for r in 0..R {
-            let x = xs[r].as_ptr().add(i);
-            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, lo[r]);
-            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8)), w1, hi[r]);
-        }
-        i += L;
-    }
-    for r in 0..R {
-        out[r] = lane_sum_avx2(lo[r], hi[r]) + tail_dot(&xs[r][body..], &w[body..]);
-    }
-}
-
-/// [`lane_sum`] of an accumulator held as lanes 0..8 (`lo`) and 8..16 (`hi`), in registers: the
-/// halves added (`i + (i + 8)`), then `+ 4`, `+ 2`, `+ 1`, as [`half_sum`] does in memory.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn lane_sum_avx2(lo: __m256, hi: __m256) -> f32 {
-    let s8 = _mm256_add_ps(lo, hi);
-    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
-    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
 /// [`dot_body`] compiled for AVX2+FMA when the CPU has them, for callers that are not: outside

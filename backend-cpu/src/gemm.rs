@@ -18,8 +18,9 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use crate::exact_dot::{lane_sum_avx2, tail_dot, Grid};
-use crate::tiles::{has_avx512f, lane_sums};
+use crate::exact_dot::{tail_dot, Grid};
+use crate::lane_sums::{lane_sum_avx2, lane_sums};
+use crate::tiles::{has_avx512f, piece_avx2};
 use crate::weight_elem::WeightElem;
 
 /// Bytes of weights per block: a block is re-read from L2 once per group of input rows.
@@ -60,7 +61,7 @@ type Sweep<W> = unsafe fn(Block<W>, &[f32], std::ops::Range<usize>, usize, &mut 
 
 impl<W: WeightElem> Tile<W> {
     /// The tile of this CPU. Only for CPUs with AVX-512F or AVX2, FMA and F16C
-    /// ([`crate::tiles::has_tiles`]).
+    /// ([`crate::tiles::Tiles::of_this_cpu`] is `Some`).
     fn of_this_cpu() -> Self {
         if has_avx512f() {
             Self {
@@ -86,7 +87,7 @@ impl<W: WeightElem> Tile<W> {
 }
 
 /// `x @ w^T` as `[rows, out]`: `xs` are the input rows (`inner` values each), `w` holds `out`
-/// rows of `inner` values. Only where [`crate::tiles::has_tiles`] holds.
+/// rows of `inner` values. Only where [`crate::tiles::Tiles::of_this_cpu`] is `Some`.
 pub(crate) fn gemm<W: WeightElem>(xs: &[&[f32]], w: &[W], out: usize, inner: usize) -> Vec<f32> {
     let tile = Tile::<W>::of_this_cpu();
     let t_rows = tile.rows;
@@ -257,22 +258,18 @@ unsafe fn sweep_avx2<W: WeightElem>(
         let mut xp = x.as_ptr().add(pieces.start * ROWS * L);
         for c in pieces.clone() {
             let i = c * L;
-            let w0: [__m256; OUTS] = std::array::from_fn(|j| W::load8(wp[j].add(i)));
-            let w1: [__m256; OUTS] = std::array::from_fn(|j| W::load8(wp[j].add(i + 8)));
             if ahead > 0 {
                 for p in wp {
                     // A hint only (prefetches never fault).
                     _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead + i) as *const i8);
                 }
             }
-            for r in 0..ROWS {
-                let x0 = _mm256_loadu_ps(xp.add(r * L));
-                let x1 = _mm256_loadu_ps(xp.add(r * L + 8));
-                for j in 0..OUTS {
-                    lo[j][r] = _mm256_fmadd_ps(x0, w0[j], lo[j][r]);
-                    hi[j][r] = _mm256_fmadd_ps(x1, w1[j], hi[j][r]);
-                }
-            }
+            piece_avx2::<W, OUTS, ROWS>(
+                std::array::from_fn(|j| wp[j].add(i)),
+                std::array::from_fn(|r| xp.add(r * L)),
+                &mut lo,
+                &mut hi,
+            );
             xp = xp.add(ROWS * L);
         }
         if pieces.end < chunks {
@@ -299,7 +296,7 @@ mod tests {
 
     use crate::exact_dot::dot_body;
     use crate::flex_view::test_tensors::{close, tensor};
-    use crate::tiles::has_tiles;
+    use crate::tiles::Tiles;
     use crate::{Cpu, CpuOps};
 
     fn rows(t: Tensor<Cpu, 2>) -> Vec<Vec<f32>> {
@@ -320,7 +317,7 @@ mod tests {
             let xs = rows(x.clone());
             let ws = rows(w.clone());
             // On CPUs without AVX2 burn-flex's GEMM sums in its own order.
-            for r in (0..n_rows).filter(|_| has_tiles::<f32>()) {
+            for r in (0..n_rows).filter(|_| Tiles::<f32>::of_this_cpu().is_some()) {
                 let alone = rows(CpuOps.linear(x.clone().slice([r..r + 1, 0..inner]), &w));
                 assert_eq!(many[r], alone[0], "row {r} of {n_rows}");
                 for j in 0..out {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::exact_dot::{dots, Grid};
 use crate::flex_view::{float, host_f32};
-use crate::tiles::{has_tiles, tile};
+use crate::tiles::{Chunk, Tiles};
 use crate::weight_elem::WeightElem;
 use crate::Cpu;
 
@@ -84,8 +84,8 @@ fn exact_linear<W: WeightElem>(
 ) -> Option<Tensor<Cpu, 2>> {
     let rows = x.dims()[0];
     let many = rows > GEMV_MAX_ROWS;
-    let tiles = has_tiles::<W>();
-    if many && !tiles {
+    let tiles = Tiles::<W>::of_this_cpu();
+    if many && tiles.is_none() {
         return None;
     }
     let x_host = host_f32(x);
@@ -147,7 +147,7 @@ fn gemv<W: WeightElem>(
     w_data: &[W],
     out: usize,
     inner: usize,
-    wide: bool,
+    tiles: Option<Tiles<W>>,
 ) -> Vec<f32> {
     let rows = xs.len();
     let mut result = vec![0f32; out * rows];
@@ -160,24 +160,15 @@ fn gemv<W: WeightElem>(
             let first = chunk * GEMV_CHUNK;
             let n = GEMV_CHUNK.min(out - first);
             let w_row = |j: usize| &w_data[(first + j) * inner..(first + j + 1) * inner];
-            if wide {
-                // Tiles of up to 4 weight rows x 4 input rows: each load feeds several multiply-adds.
-                for g in (0..n).step_by(tj) {
-                    let k = tj.min(n - g);
-                    let ws: [&[W]; 4] = std::array::from_fn(|j| w_row(g + j.min(k - 1)));
-                    // The next tile's weight rows, fetched while these stream: each tile starts
-                    // new streams, which the hardware prefetcher picks up late (measured with
-                    // four-row tiles: bf16 decode of a 492 M model 24.6 -> 16.3 ms, f32 30.4 ->
-                    // 29.4 ms).
-                    let next = ((first + g + tj) * inner).min(w_data.len());
-                    let ahead = &w_data[next..(next + tj * inner).min(w_data.len())];
-                    for (b, block) in xs.chunks(4).enumerate() {
-                        let ahead = if b == 0 { ahead } else { &ahead[..0] };
-                        // SAFETY: `wide` is `has_tiles`; this task alone writes output features
-                        // first..first + n.
-                        unsafe { tile(&ws[..k], block, grid.at(first + g, 4 * b), ahead) };
-                    }
-                }
+            if let Some(tiles) = tiles {
+                let chunk = Chunk {
+                    w: &w_data[first * inner..],
+                    n,
+                    inner,
+                    per_tile: tj,
+                };
+                // SAFETY: this task alone writes output features first..first + n.
+                unsafe { tiles.run(chunk, xs, grid.at(first, 0)) };
             } else {
                 // Each weight row is loaded once for up to four input rows.
                 for j in 0..n {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use confu_core::{Error, Ops, Result};
 
+mod ahead;
 mod allocator;
 mod attention;
 mod cache_write;
@@ -17,6 +18,7 @@ mod flex_view;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
 mod gemv;
+mod lane_sums;
 mod rope;
 mod rowwise;
 mod tiles;
