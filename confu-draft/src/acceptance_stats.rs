@@ -6,7 +6,10 @@
 //!
 //! Counts decay geometrically each round, so the statistics follow the text being generated (code
 //! accepts more than prose) instead of averaging over a whole run; a prior of a few pseudo-trials
-//! keeps a rank seen rarely from reading as 0 or 1.
+//! keeps a rank seen rarely from reading as 0 or 1. The prior decays with the counts, so at a
+//! depth that is rarely reached (the second draft of a chain whose first is seldom accepted) it
+//! would keep its ratio for ever; a few pseudo-trials that do not decay (`depth_pull`) lean each
+//! depth's rate on the one above instead, which is measured far more often.
 
 use crate::tree::DraftTree;
 
@@ -17,6 +20,8 @@ pub struct AcceptanceStats {
     hits: Vec<Vec<f64>>,
     trials: Vec<Vec<f64>>,
     decay: f64,
+    /// Pseudo-trials, never decayed, at the rate of the depth above (depth ≥ 2).
+    depth_pull: f64,
 }
 
 impl AcceptanceStats {
@@ -39,7 +44,16 @@ impl AcceptanceStats {
             hits: table(&|d, r| weight * prior(d, r).clamp(0.0, 1.0)),
             trials: table(&|_, _| weight),
             decay: decay.clamp(f64::MIN_POSITIVE, 1.0),
+            depth_pull: 0.0,
         }
+    }
+
+    /// These statistics with `pull` pseudo-trials (≥ 0; 0: none) that never decay at each
+    /// depth ≥ 2, each taken at the rate of the same rank one depth above. With few trials of
+    /// its own a depth follows the depth above; with many, its own counts.
+    pub fn with_depth_pull(mut self, pull: f64) -> Self {
+        self.depth_pull = if pull.is_finite() { pull.max(0.0) } else { 0.0 };
+        self
     }
 
     /// The generic prior used when nothing is known about the head: the best-ranked child is
@@ -57,7 +71,12 @@ impl AcceptanceStats {
     pub fn rate(&self, depth: usize, rank: usize) -> f64 {
         let d = depth.clamp(1, self.hits.len()) - 1;
         let r = rank.min(self.hits[d].len() - 1);
-        self.hits[d][r] / self.trials[d][r].max(f64::MIN_POSITIVE)
+        let (hits, trials) = (self.hits[d][r], self.trials[d][r]);
+        if d == 0 || self.depth_pull == 0.0 {
+            return hits / trials.max(f64::MIN_POSITIVE);
+        }
+        let above = self.rate(d, rank);
+        (hits + self.depth_pull * above) / (trials + self.depth_pull)
     }
 
     /// Learn from one verified tree: `path` is the accepted nodes, root first. Every child of an
@@ -187,6 +206,37 @@ mod tests {
             s.chain_expected(0, 3),
             vec![0.8, 0.8 + 0.4, 0.8 + 0.4 + 0.2]
         );
+    }
+
+    #[test]
+    fn a_rarely_reached_depth_follows_the_depth_above() {
+        // Lookup-like chains of two drafts, the first never accepted: depth 2 is never tried.
+        let run = |pull: f64| {
+            let mut s = AcceptanceStats::new(2, 1, |_, _| 0.5, 2.0, 0.98).with_depth_pull(pull);
+            for _ in 0..300 {
+                s.observe_chain(0, 2, 0);
+            }
+            s
+        };
+        let (without, with) = (run(0.0), run(1.0));
+        assert!(without.rate(1, 0) < 0.01 && with.rate(1, 0) == without.rate(1, 0));
+        // Without the pull depth 2 keeps its prior's ratio however long it goes untried.
+        assert!((without.rate(2, 0) - 0.5).abs() < 1e-9);
+        assert!(with.rate(2, 0) < 0.01, "{}", with.rate(2, 0));
+        // Before anything is observed the pull changes nothing: the depth above has the prior.
+        let fresh = AcceptanceStats::new(3, 1, |_, _| 0.4, 2.0, 0.98).with_depth_pull(1.0);
+        assert!((fresh.rate(3, 0) - 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_well_measured_depth_keeps_its_own_rate() {
+        // First draft taken half the time, the second always when tried.
+        let mut s = AcceptanceStats::new(2, 1, |_, _| 0.5, 2.0, 0.98).with_depth_pull(1.0);
+        for i in 0..400 {
+            s.observe_chain(0, 2, if i % 2 == 0 { 2 } else { 0 });
+        }
+        assert!((s.rate(1, 0) - 0.5).abs() < 0.05, "{}", s.rate(1, 0));
+        assert!(s.rate(2, 0) > 0.95, "{}", s.rate(2, 0));
     }
 
     #[test]

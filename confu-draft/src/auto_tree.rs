@@ -76,6 +76,10 @@ pub struct AutoTreeOptions {
     /// The longest prompt-lookup chain a round may verify instead of a head's tree (0: the
     /// head's trees only; at most the largest tree's nodes below the root).
     pub lookup: usize,
+    /// Pseudo-trials, never decayed, by which each depth's acceptance rate leans on the depth
+    /// above ([`AcceptanceStats::with_depth_pull`]): a depth that is rarely reached follows the
+    /// measured depth above instead of keeping its prior (0: no pull).
+    pub depth_pull: f64,
 }
 
 impl Default for AutoTreeOptions {
@@ -91,6 +95,7 @@ impl Default for AutoTreeOptions {
             alpha: 0.1,
             probe_share: 0.005,
             lookup: 8,
+            depth_pull: 1.0,
         }
     }
 }
@@ -179,7 +184,8 @@ impl AutoTree {
             AcceptanceStats::generic_prior,
             2.0,
             options.decay,
-        );
+        )
+        .with_depth_pull(options.depth_pull);
         Self {
             options,
             stats,
@@ -195,7 +201,8 @@ impl AutoTree {
                 lookup_prior,
                 2.0,
                 options.decay,
-            ),
+            )
+            .with_depth_pull(options.depth_pull),
             since_lookup: vec![0; PromptLookup::default().max_ngram],
             lookup_wait: vec![options.explore_every; PromptLookup::default().max_ngram],
             lookup_probing: false,
