@@ -5,9 +5,10 @@
 //! Spreading keeps the requests flowing through all of them, a few cache lines per piece.
 //!
 //! Measured on AVX-512 when the GEMV first prefetched the next tile (four-row tiles, 492 M
-//! model): bf16 decode 24.6 -> 16.3 ms, f32 30.4 -> 29.4 ms. On AVX2, where four input rows take
-//! four passes over a tile, spreading the next tile over all of them instead of the first made
-//! the testbed's decode step 10 % faster (docs/performance.md).
+//! model): bf16 decode 24.6 -> 16.3 ms, f32 30.4 -> 29.4 ms. On AVX2, where two input rows take
+//! two passes over a tile and four rows four, spreading the next tile over all of them (it was
+//! fetched during the first only) brought the testbed's verification of two rows from 1.45 to
+//! 1.0–1.1 one-row passes (docs/performance.md).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use confu_core::{Error, Ops, Result};
 
+#[cfg(target_arch = "x86_64")]
 mod ahead;
 mod allocator;
 mod attention;

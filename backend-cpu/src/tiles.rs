@@ -14,6 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
 use crate::ahead::{per_piece, Ahead, Spread};
 use crate::exact_dot::Grid;
 #[cfg(target_arch = "x86_64")]
@@ -33,6 +34,7 @@ pub(crate) struct Chunk<'a, W> {
     pub(crate) per_tile: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl<'a, W> Chunk<'a, W> {
     /// Weight rows `g..g + k` (`k` of at most 4; the last row repeated in the unused slots),
     /// and the next tile's rows to prefetch while they are read.

@@ -168,7 +168,8 @@ fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
 }
 
 /// Run vanilla once and every drafter on every question (in turn, so that they share the
-/// machine's conditions). `progress(i, n)` is called after each question.
+/// machine's conditions, in the order of [`run_order`]). `progress(i, n)` is called after each
+/// question.
 pub fn compare<B: Backend>(
     vanilla: &Engine<B>,
     drafters: &[(String, Engine<B>)],
@@ -200,9 +201,14 @@ pub fn compare<B: Backend>(
     let mut results: Vec<Vec<QuestionResult>> =
         vec![Vec::with_capacity(questions.len()); drafters.len()];
     for (i, (q, prompt)) in questions.iter().zip(&prompts).enumerate() {
-        let v = vanilla.generate(prompt, config, |_| {})?;
-        for (out, (_, engine)) in results.iter_mut().zip(drafters) {
-            let s = engine.generate(prompt, config, |_| {})?;
+        let mut outputs: Vec<Option<Generation>> = (0..=drafters.len()).map(|_| None).collect();
+        for e in run_order(i, drafters.len() + 1) {
+            let engine = if e == 0 { vanilla } else { &drafters[e - 1].1 };
+            outputs[e] = Some(engine.generate(prompt, config, |_| {})?);
+        }
+        let mut outputs = outputs.into_iter().map(|o| o.expect("every engine ran"));
+        let v = outputs.next().expect("vanilla ran");
+        for (out, s) in results.iter_mut().zip(outputs) {
             out.push(measure(q, &v, &s));
         }
         progress(i + 1, questions.len());
@@ -221,6 +227,15 @@ pub fn compare<B: Backend>(
         drafters,
         tau_ratios,
     })
+}
+
+/// The order in which question `i` runs the `engines` (0: vanilla, then the drafters): rotated
+/// by one each question, so that over any `engines` consecutive questions every engine runs in
+/// every place once. With a fixed order the last engine always ran after the others and was
+/// measured 1–2 % slower per round than the first drafter on the same rounds (the machine's state
+/// after the runs before it), which read as that drafter's cost.
+pub fn run_order(i: usize, engines: usize) -> impl Iterator<Item = usize> {
+    (0..engines).map(move |k| (i + k) % engines)
 }
 
 impl Comparison {
@@ -370,6 +385,25 @@ impl EvalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_engine_runs_in_every_place_once_per_rotation() {
+        for engines in 1..=4 {
+            for first in [0, 5] {
+                let mut seen = vec![vec![0; engines]; engines];
+                for i in first..first + engines {
+                    let order: Vec<usize> = run_order(i, engines).collect();
+                    let mut sorted = order.clone();
+                    sorted.sort();
+                    assert_eq!(sorted, (0..engines).collect::<Vec<_>>(), "question {i}");
+                    for (place, e) in order.into_iter().enumerate() {
+                        seen[e][place] += 1;
+                    }
+                }
+                assert!(seen.iter().flatten().all(|&n| n == 1), "{seen:?}");
+            }
+        }
+    }
 
     #[test]
     fn questions_parse_and_errors_name_the_line() {
