@@ -115,13 +115,9 @@ pub(crate) fn dots<W: WeightElem>(xs: &[&[f32]], w: &[W], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2_fma() && W::simd_ok() {
-            assert!(
-                xs.iter().all(|x| x.len() == w.len()),
-                "dots: every row as wide as the weight row"
-            );
             let out = Grid::rows_major(out, 1);
-            // SAFETY: the CPU supports AVX2, FMA and F16C (checked above); the rows have `w`'s
-            // width (asserted above); one thread writes `out`.
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked above); one thread writes
+            // `out`.
             unsafe {
                 match xs.len() {
                     1 => tile_avx2::<W, 1, 1>(&[w], xs, out, Spread::none(), 0),

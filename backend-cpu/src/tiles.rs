@@ -36,24 +36,16 @@ pub(crate) struct Chunk<'a, W> {
 
 #[cfg(target_arch = "x86_64")]
 impl<'a, W> Chunk<'a, W> {
-    /// The chunk's tiles in order: the first weight row `g`, the count `k` (at most 4), the
-    /// rows (the last repeated in the unused slots), and the next tile's rows to prefetch while
-    /// they are read, in shares of `per` bytes (one per piece of the tile's passes).
+    /// Weight rows `g..g + k` (`k` of at most 4; the last row repeated in the unused slots),
+    /// and the next tile's rows to prefetch while they are read.
     #[inline(always)]
-    fn tiles(self, per: usize) -> impl Iterator<Item = (usize, usize, [&'a [W]; 4], Spread)> {
-        (0..self.n).step_by(self.per_tile).map(move |g| {
-            let k = self.per_tile.min(self.n - g);
-            let row = |j: usize| &self.w[(g + j.min(k - 1)) * self.inner..][..self.inner];
-            let next = ((g + self.per_tile) * self.inner).min(self.w.len());
-            let end = (next + self.per_tile * self.inner).min(self.w.len());
-            let rows = [row(0), row(1), row(2), row(3)];
-            (g, k, rows, Ahead::of(&self.w[next..end]).spread(per))
-        })
-    }
-
-    /// The bytes of one tile's weight rows.
-    fn tile_bytes(&self) -> usize {
-        self.per_tile * self.inner * std::mem::size_of::<W>()
+    fn tile(&self, g: usize) -> (usize, [&'a [W]; 4], Ahead) {
+        let k = self.per_tile.min(self.n - g);
+        let row = |j: usize| &self.w[(g + j.min(k - 1)) * self.inner..][..self.inner];
+        let next = ((g + self.per_tile) * self.inner).min(self.w.len());
+        let end = (next + self.per_tile * self.inner).min(self.w.len());
+        let rows = [row(0), row(1), row(2), row(3)];
+        (k, rows, Ahead::of(&self.w[next..end]))
     }
 }
 
@@ -112,28 +104,28 @@ pub(crate) fn has_avx512f() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
 }
 
-/// The AVX2 passes over one tile of `k` weight rows against `rows` input rows, as `(j0, jn, r0,
-/// rn)`: for each group of `rn` input rows from `r0`, the weight rows from `j0` in groups of `jn`.
-/// Each pass keeps at most 12 accumulators of AVX2's 16 registers (two per output): 4 x 1, 2 x 2
-/// and 2 x 3 (weight rows x input rows; a 2 x 3 pass reads its input rows from memory in the
-/// multiply-adds), 1 x 4 for one weight row. The weight rows stay in L1 between passes.
+/// The AVX2 passes over one tile of `k` weight rows: for each group of input rows (`take` rows
+/// from `r0`), the weight rows in groups of `outs`. Each pass keeps at most 12 accumulators of
+/// AVX2's 16 registers (two per output): 4 x 1, 2 x 2 and 2 x 3 (weight rows x input rows; a
+/// 2 x 3 pass reads its input rows from memory in the multiply-adds), 1 x 4 for one weight row.
+/// The weight rows stay in L1 between passes.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn avx2_passes(rows: usize, k: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    let take = move |left: usize| match (k, left) {
-        (1, _) => left.min(4),
-        (_, 1) => 1,
-        (_, 2 | 4) => 2,
-        _ => 3,
-    };
-    let groups = std::iter::successors(Some(0), move |&r0| Some(r0 + take(rows - r0)));
-    groups.take_while(move |&r0| r0 < rows).flat_map(move |r0| {
-        let rn = take(rows - r0);
-        let outs = if rn == 1 { 4 } else { 2 };
-        (0..k)
-            .step_by(outs)
-            .map(move |j0| (j0, outs.min(k - j0), r0, rn))
-    })
+fn avx2_passes(rows: usize, k: usize, mut pass: impl FnMut(usize, usize, usize, usize)) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let left = rows - r0;
+        let take = match (k, left) {
+            (1, _) => left.min(4),
+            (_, 1) => 1,
+            (_, 2 | 4) => 2,
+            _ => 3,
+        };
+        let outs = if take == 1 { 4 } else { 2 };
+        for j0 in (0..k).step_by(outs) {
+            pass(j0, outs.min(k - j0), r0, take);
+        }
+        r0 += take;
+    }
 }
 
 /// [`Tiles`]' sweep with AVX2: every tile's passes ([`avx2_passes`]), the next tile's rows
@@ -142,23 +134,30 @@ fn avx2_passes(rows: usize, k: usize) -> impl Iterator<Item = (usize, usize, usi
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn chunk_avx2<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
     let pieces = c.inner / 16;
-    let passes = avx2_passes(xs.len(), c.per_tile.min(c.n)).count();
-    for (g, k, ws, ahead) in c.tiles(per_piece(c.tile_bytes(), passes * pieces)) {
-        for (pass, (j0, jn, r0, rn)) in avx2_passes(xs.len(), k).enumerate() {
+    let mut passes = 0;
+    avx2_passes(xs.len(), c.per_tile.min(c.n), |_, _, _, _| passes += 1);
+    let per = per_piece(
+        c.per_tile * c.inner * std::mem::size_of::<W>(),
+        passes * pieces,
+    );
+    for g in (0..c.n).step_by(c.per_tile) {
+        let (k, ws, ahead) = c.tile(g);
+        let ahead = ahead.spread(per);
+        let mut first = 0;
+        avx2_passes(xs.len(), k, |j0, jn, r0, rn| {
             let (ws, rows, out) = (&ws[j0..j0 + jn], &xs[r0..r0 + rn], out.at(g + j0, r0));
-            let first = pass * pieces;
             macro_rules! go {
                 ($($j:literal, $r:literal);*) => {
                     match (jn, rn) {
-                        // SAFETY: the CPU has AVX2, FMA and F16C (this function's features);
-                        // every row has `c.inner` values (`Chunk::tiles`, `Tiles::run`).
+                        // SAFETY: the CPU has AVX2, FMA and F16C (this function's features).
                         $(($j, $r) => unsafe { tile_avx2::<W, $j, $r>(ws, rows, out, ahead, first) },)*
                         _ => unreachable!("AVX2 passes are 4 x 1, 2 x 2, 2 x 3 or 1 x 4 at most"),
                     }
                 };
             }
             go!(1,1; 2,1; 3,1; 4,1; 1,2; 2,2; 1,3; 2,3; 1,4);
-        }
+            first += pieces;
+        });
     }
 }
 
@@ -169,14 +168,19 @@ unsafe fn chunk_avx2<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
 unsafe fn chunk_avx512<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
     let pieces = c.inner / 16;
     let blocks = xs.len().div_ceil(4);
-    for (g, k, ws, ahead) in c.tiles(per_piece(c.tile_bytes(), blocks * pieces)) {
+    let per = per_piece(
+        c.per_tile * c.inner * std::mem::size_of::<W>(),
+        blocks * pieces,
+    );
+    for g in (0..c.n).step_by(c.per_tile) {
+        let (k, ws, ahead) = c.tile(g);
+        let ahead = ahead.spread(per);
         for (b, rows) in xs.chunks(4).enumerate() {
             let (ws, out, first) = (&ws[..k], out.at(g, 4 * b), b * pieces);
             macro_rules! go {
                 ($($j:literal, $r:literal);*) => {
                     match (k, rows.len()) {
-                        // SAFETY: the CPU has AVX-512F (this function's feature); every row has
-                        // `c.inner` values (`Chunk::tiles`, `Tiles::run`).
+                        // SAFETY: the CPU has AVX-512F (this function's feature).
                         $(($j, $r) => unsafe { tile_avx512::<W, $j, $r>(ws, rows, out, ahead, first) },)*
                         _ => unreachable!("tiles are at most 4 x 4"),
                     }
@@ -218,9 +222,7 @@ pub(crate) unsafe fn piece_avx2<W: WeightElem, const J: usize, const R: usize>(
 /// piece `c` prefetching `ahead`'s share `first + c`; writes output `(j, r)` of `out`.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `ws` has `J` rows and `xs` `R`, all of one length (checked
-/// once per call by the callers, [`Tiles::run`] and `dots`, not per tile); as for
-/// [`Grid::set`], for every output of the tile.
+/// The CPU has AVX2, FMA and F16C; as for [`Grid::set`], for every output of the tile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -233,15 +235,15 @@ pub(crate) unsafe fn tile_avx2<W: WeightElem, const J: usize, const R: usize>(
 ) {
     const L: usize = 16;
     let n = ws[0].len();
-    debug_assert!(ws.len() == J && xs.len() == R);
-    debug_assert!(ws.iter().all(|w| w.len() == n) && xs.iter().all(|x| x.len() == n));
+    assert!(ws.len() == J && xs.len() == R);
+    assert!(ws.iter().all(|w| w.len() == n) && xs.iter().all(|x| x.len() == n));
     let body = n - n % L;
     let mut lo = [[_mm256_setzero_ps(); R]; J];
     let mut hi = [[_mm256_setzero_ps(); R]; J];
     for c in 0..body / L {
         ahead.fetch(first + c);
         let i = c * L;
-        // SAFETY: i + 16 <= body <= n, and every row has n elements (the contract).
+        // SAFETY: i + 16 <= body <= n, and every row has n elements (asserted above).
         piece_avx2::<W, J, R>(
             std::array::from_fn(|j| ws[j].as_ptr().add(i)),
             std::array::from_fn(|r| xs[r].as_ptr().add(i)),
@@ -261,8 +263,7 @@ pub(crate) unsafe fn tile_avx2<W: WeightElem, const J: usize, const R: usize>(
 /// prefetching `ahead`'s share `first + c`; writes output `(j, r)` of `out`.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `ws` has `J` rows and `xs` `R`, all of one length (checked once per
-/// call by [`Tiles::run`]); as for [`Grid::set`], for every output of the tile.
+/// The CPU has AVX-512F; as for [`Grid::set`], for every output of the tile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -275,14 +276,14 @@ unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
 ) {
     const L: usize = 16;
     let n = ws[0].len();
-    debug_assert!(ws.len() == J && xs.len() == R);
-    debug_assert!(ws.iter().all(|w| w.len() == n) && xs.iter().all(|x| x.len() == n));
+    assert!(ws.len() == J && xs.len() == R);
+    assert!(ws.iter().all(|w| w.len() == n) && xs.iter().all(|x| x.len() == n));
     let body = n - n % L;
     let mut acc = [[_mm512_setzero_ps(); R]; J];
     for c in 0..body / L {
         ahead.fetch(first + c);
         let i = c * L;
-        // SAFETY: i + 16 <= body <= n, and every row has n elements (the contract).
+        // SAFETY: i + 16 <= body <= n, and every row has n elements (asserted above).
         let w: [__m512; J] = std::array::from_fn(|j| W::load16(ws[j].as_ptr().add(i)));
         for r in 0..R {
             let x = _mm512_loadu_ps(xs[r].as_ptr().add(i));
@@ -382,14 +383,14 @@ mod tests {
         for k in 1..=4 {
             for rows in 1..=16 {
                 let mut seen = vec![0; k * rows];
-                for (j0, jn, r0, rn) in avx2_passes(rows, k) {
+                avx2_passes(rows, k, |j0, jn, r0, rn| {
                     assert!(2 * jn * rn <= 12 && jn >= 1 && rn >= 1, "{jn} x {rn}");
                     for j in j0..j0 + jn {
                         for r in r0..r0 + rn {
                             seen[j * rows + r] += 1;
                         }
                     }
-                }
+                });
                 assert!(seen.iter().all(|&s| s == 1), "{k} x {rows}: {seen:?}");
             }
         }
