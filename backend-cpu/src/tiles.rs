@@ -32,6 +32,18 @@ pub(crate) struct Chunk<'a, W> {
     pub(crate) n: usize,
     pub(crate) inner: usize,
     pub(crate) per_tile: usize,
+    pub(crate) prefetch: Prefetch,
+}
+
+/// How a tile asks for the next tile's weight rows ([`crate::ahead`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    /// All of them into L1, spread over the tile's pieces: for weights that L3 may hold, and
+    /// for tiles that take several passes.
+    Spread,
+    /// The first lines of each row into L2 as the tile starts, the rest left to the hardware
+    /// prefetcher: for weights streamed from memory.
+    Heads,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -47,12 +59,27 @@ impl<'a, W> Chunk<'a, W> {
         let rows = [row(0), row(1), row(2), row(3)];
         (k, rows, Ahead::of(&self.w[next..end]))
     }
+
+    /// What a tile's pieces prefetch of the next tile's rows `ahead` (shares of `per` bytes),
+    /// after the tile itself has asked for what [`Prefetch::Heads`] asks for.
+    #[inline(always)]
+    fn ahead(&self, ahead: Ahead, per: usize) -> Spread {
+        match self.prefetch {
+            Prefetch::Spread => ahead.spread(per),
+            Prefetch::Heads => {
+                ahead.fetch_heads(self.inner * std::mem::size_of::<W>());
+                Spread::none()
+            }
+        }
+    }
 }
 
 /// The tile kernel of this CPU for weights of type `W`.
 #[derive(Clone, Copy)]
 pub(crate) struct Tiles<W> {
     sweep: unsafe fn(Chunk<W>, &[&[f32]], Grid),
+    /// Whether the kernel is AVX-512's (one register per output) rather than AVX2's.
+    wide: bool,
 }
 
 impl<W: WeightElem> Tiles<W> {
@@ -67,15 +94,36 @@ impl<W: WeightElem> Tiles<W> {
             if has_avx512f() {
                 return Some(Self {
                     sweep: chunk_avx512::<W>,
+                    wide: true,
                 });
             }
             if has_avx2_fma() {
                 return Some(Self {
                     sweep: chunk_avx2::<W>,
+                    wide: false,
                 });
             }
         }
         None
+    }
+
+    /// Weight rows per tile and prefetch for `rows` input rows against a matrix streamed from
+    /// memory (one too big for the caches to keep between calls).
+    ///
+    /// With AVX2 and one or two input rows, four weight rows at a time, [`Prefetch::Heads`]:
+    /// four streams keep more reads in flight than one, and L1 prefetches would hold the miss
+    /// buffers they need (measured, Zen 3, 2 threads, paired steps: the 492 M model's decode
+    /// GEMVs in 0.78 of the time of one row per tile with [`Prefetch::Spread`], bf16 0.87; two
+    /// rows 0.87; 155 M model 0.84 and 0.92). Three and four input rows take several passes
+    /// over a tile of four, and one weight row per tile stays best for them (1.01–1.06 the
+    /// other way). AVX-512 keeps one row per tile, its best measured way (an AVX-512 host was
+    /// not at hand to measure this one: `docs/performance.md`).
+    pub(crate) fn streamed(&self, rows: usize) -> (usize, Prefetch) {
+        if !self.wide && rows <= 2 {
+            (4, Prefetch::Heads)
+        } else {
+            (1, Prefetch::Spread)
+        }
     }
 
     /// Output `(j, r)` of `out` = `dot_body(xs[r], row j of the chunk)` for every row of the
@@ -142,7 +190,7 @@ unsafe fn chunk_avx2<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
     );
     for g in (0..c.n).step_by(c.per_tile) {
         let (k, ws, ahead) = c.tile(g);
-        let ahead = ahead.spread(per);
+        let ahead = c.ahead(ahead, per);
         let mut first = 0;
         avx2_passes(xs.len(), k, |j0, jn, r0, rn| {
             let (ws, rows, out) = (&ws[j0..j0 + jn], &xs[r0..r0 + rn], out.at(g + j0, r0));
@@ -174,7 +222,7 @@ unsafe fn chunk_avx512<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
     );
     for g in (0..c.n).step_by(c.per_tile) {
         let (k, ws, ahead) = c.tile(g);
-        let ahead = ahead.spread(per);
+        let ahead = c.ahead(ahead, per);
         for (b, rows) in xs.chunks(4).enumerate() {
             let (ws, out, first) = (&ws[..k], out.at(g, 4 * b), b * pieces);
             macro_rules! go {
@@ -333,7 +381,11 @@ mod tests {
                 .collect();
             let rows: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
             for n in [1, 2, 3, 5, 9] {
-                for per_tile in [1, 4] {
+                for (per_tile, prefetch) in [
+                    (1, Prefetch::Spread),
+                    (4, Prefetch::Spread),
+                    (4, Prefetch::Heads),
+                ] {
                     for nr in 1..=16 {
                         let (stride, pad) = (n + 3, 2);
                         let mut buf = vec![f32::NAN; (nr + pad) * stride];
@@ -342,6 +394,7 @@ mod tests {
                             n,
                             inner,
                             per_tile,
+                            prefetch,
                         };
                         // One output row of `stride` per input row, the chunk's outputs from
                         // column 1 of row 1: everything else must stay untouched.
@@ -359,7 +412,7 @@ mod tests {
                             assert_eq!(
                                 v.to_bits(),
                                 dot_body(rows[r - 1], wj).to_bits(),
-                                "{n} rows by {per_tile}, output ({}, {}) of {nr}, inner {inner}",
+                                "{n} rows by {per_tile} ({prefetch:?}), output ({}, {}) of {nr}, inner {inner}",
                                 j - 1,
                                 r - 1
                             );
