@@ -75,6 +75,24 @@ impl<B: Backend> ConfuHead<B> {
     }
 }
 
+/// Row `row` of a pass's features, its first `width` columns (the draft's taps), kept unsliced
+/// until needed.
+#[derive(Debug, Clone)]
+struct Anchor<B: Backend> {
+    features: Tensor<B, 2>,
+    row: usize,
+    width: usize,
+}
+
+impl<B: Backend> Anchor<B> {
+    fn row(&self) -> Tensor<B, 2> {
+        self.features
+            .clone()
+            .narrow(0, self.row, 1)
+            .narrow(1, 0, self.width)
+    }
+}
+
 /// The ConFu drafter of one sequence.
 #[derive(Debug)]
 pub struct ConfuProposer<B: Backend> {
@@ -82,9 +100,9 @@ pub struct ConfuProposer<B: Backend> {
     ops: Arc<dyn Ops<B>>,
     tree: TreeSettings,
     state: Option<Eagle3Drafter<B>>,
-    /// The fused feature of the last accepted node: the round's `[con]` embedding is routed on
-    /// it (when the round has `[con]` rows).
-    anchor: Option<Tensor<B, 2>>,
+    /// The last accepted node's features: the round's `[con]` embedding is routed on them
+    /// (when the round has `[con]` rows).
+    anchor: Option<Anchor<B>>,
     /// The last tree and its nodes that got a `[con]` row.
     last_tree: Option<DraftTree>,
     covered: Vec<usize>,
@@ -178,7 +196,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         tree: &DraftTree,
     ) -> Result<Pass<B>> {
         let c = self.confu.contemplator.clone();
-        let anchor = self.anchor.clone().ok_or_else(|| {
+        let anchor = self.anchor.as_ref().map(Anchor::row).ok_or_else(|| {
             Error::invalid(
                 "ConFu drafter",
                 "no accepted node to route the [con] embedding on",
@@ -207,7 +225,6 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         // Columns: the draft's 3 feature taps, then `f`'s own taps when they differ.
         let width = 3 * obs.target.config().hidden_size;
         let extra = all.dims()[1] - width;
-        let features = all.clone().narrow(1, 0, width);
         let future_columns = |rows: Tensor<B, 2>| match extra {
             0 => rows,
             _ => rows.narrow(1, width, extra),
@@ -220,11 +237,16 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             .path
             .last()
             .ok_or_else(|| Error::invalid("accepted path", "empty", "needs the root"))?;
-        let anchor = features.clone().narrow(0, q, 1);
         let c = self.confu.contemplator.clone();
         let ops = self.ops.clone();
         let defer = self.auto.observe(obs.path, obs.prefill);
-        self.anchor = Some(anchor.clone());
+        // Sliced only when a round routes on it: the plain rounds of `--tree auto` do not.
+        let anchor = Anchor {
+            features: all.clone(),
+            row: q,
+            width,
+        };
+        let anchor = self.anchor.insert(anchor).clone();
         let f = if obs.prefill && !self.auto.expects_drafting(&self.verification_rows()) {
             // `--tree auto` expects plain rounds: no `[con]` pass until a tree is drafted (that
             // round drafts without a future vector, and its `[con]` rows give the next one).
@@ -233,7 +255,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             return Ok(());
         } else if obs.prefill {
             self.future_node = None;
-            c.prefill_future(obs.target, obs.cache, anchor.clone())?.f
+            c.prefill_future(obs.target, obs.cache, anchor.row())?.f
         } else if self.covered.is_empty() {
             // No `[con]` row this round (`--tree auto` decoded plainly): the slot keeps the last
             // future vector, and the head sees these positions with the next tree.
@@ -249,7 +271,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             future_columns(all.narrow(0, tree.len() + i, 1))
         };
         let o = &c.options;
-        let fused = self.confu.head.fuse(ops.as_ref(), anchor);
+        let fused = self.confu.head.fuse(ops.as_ref(), anchor.row());
         let (e_f, _) = c
             .params
             .future
