@@ -23,6 +23,7 @@ mod lane_sums;
 mod rope;
 mod rowwise;
 mod tiles;
+mod tiles_avx512;
 mod weight_elem;
 
 pub use allocator::keep_freed_memory;

@@ -1,9 +1,9 @@
 //! The GEMV's register tiles ([`crate::gemv`]): a chunk of weight rows against up to 16 input
 //! rows, in tiles of weight rows x input rows with the widest vectors the CPU has: AVX-512 (one
-//! 16-lane register per output) or AVX2 (two 8-lane registers per output, lanes 0..8 and
-//! 8..16). Either way each output's accumulators hold exactly the 16 lanes of
-//! [`crate::exact_dot::dot_body`] and are summed by its tree, so every output is bit-identical
-//! to `dot_body` and to every other kernel, whatever rows share the tile.
+//! 16-lane register per output, [`crate::tiles_avx512`]) or AVX2 (two 8-lane registers per
+//! output, lanes 0..8 and 8..16). Either way each output's accumulators hold exactly the 16
+//! lanes of [`crate::exact_dot::dot_body`] and are summed by its tree, so every output is
+//! bit-identical to `dot_body` and to every other kernel, whatever rows share the tile.
 //!
 //! A tile exists to reuse loads: a weight piece feeds every input row of the tile and an input
 //! piece every weight row, and the independent accumulators hide the multiply-add latency (one
@@ -20,7 +20,7 @@ use crate::exact_dot::Grid;
 #[cfg(target_arch = "x86_64")]
 use crate::exact_dot::{has_avx2_fma, tail_dot};
 #[cfg(target_arch = "x86_64")]
-use crate::lane_sums::{lane_sum_avx2, lane_sums};
+use crate::lane_sums::lane_sum_avx2;
 use crate::weight_elem::WeightElem;
 
 /// A GEMV task's weight rows: `n` rows of `inner` values from the start of `w`, taken
@@ -51,7 +51,7 @@ impl<'a, W> Chunk<'a, W> {
     /// Weight rows `g..g + k` (`k` of at most 4; the last row repeated in the unused slots),
     /// and the next tile's rows to prefetch while they are read.
     #[inline(always)]
-    fn tile(&self, g: usize) -> (usize, [&'a [W]; 4], Ahead) {
+    pub(crate) fn tile(&self, g: usize) -> (usize, [&'a [W]; 4], Ahead) {
         let k = self.per_tile.min(self.n - g);
         let row = |j: usize| &self.w[(g + j.min(k - 1)) * self.inner..][..self.inner];
         let next = ((g + self.per_tile) * self.inner).min(self.w.len());
@@ -63,7 +63,7 @@ impl<'a, W> Chunk<'a, W> {
     /// What a tile's pieces prefetch of the next tile's rows `ahead` (shares of `per` bytes),
     /// after the tile itself has asked for what [`Prefetch::Heads`] asks for.
     #[inline(always)]
-    fn ahead(&self, ahead: Ahead, per: usize) -> Spread {
+    pub(crate) fn ahead(&self, ahead: Ahead, per: usize) -> Spread {
         match self.prefetch {
             Prefetch::Spread => ahead.spread(per),
             Prefetch::Heads => {
@@ -93,7 +93,7 @@ impl<W: WeightElem> Tiles<W> {
             }
             if has_avx512f() {
                 return Some(Self {
-                    sweep: chunk_avx512::<W>,
+                    sweep: crate::tiles_avx512::chunk_avx512::<W>,
                     wide: true,
                 });
             }
@@ -209,36 +209,6 @@ unsafe fn chunk_avx2<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
     }
 }
 
-/// [`Tiles`]' sweep with AVX-512: tiles of up to 4 weight rows x 4 input rows (16 accumulators
-/// of 32 registers), the next tile's rows prefetched across its blocks of input rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn chunk_avx512<W: WeightElem>(c: Chunk<W>, xs: &[&[f32]], out: Grid) {
-    let pieces = c.inner / 16;
-    let blocks = xs.len().div_ceil(4);
-    let per = per_piece(
-        c.per_tile * c.inner * std::mem::size_of::<W>(),
-        blocks * pieces,
-    );
-    for g in (0..c.n).step_by(c.per_tile) {
-        let (k, ws, ahead) = c.tile(g);
-        let ahead = c.ahead(ahead, per);
-        for (b, rows) in xs.chunks(4).enumerate() {
-            let (ws, out, first) = (&ws[..k], out.at(g, 4 * b), b * pieces);
-            macro_rules! go {
-                ($($j:literal, $r:literal);*) => {
-                    match (k, rows.len()) {
-                        // SAFETY: the CPU has AVX-512F (this function's feature).
-                        $(($j, $r) => unsafe { tile_avx512::<W, $j, $r>(ws, rows, out, ahead, first) },)*
-                        _ => unreachable!("tiles are at most 4 x 4"),
-                    }
-                };
-            }
-            go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4)
-        }
-    }
-}
-
 /// One piece of 16 inner elements with AVX2: `J` weight rows (`w[j]` at the piece's first
 /// element) against `R` input rows (`x[r]` likewise), lanes 0..8 of output `(j, r)` into
 /// `lo[j][r]` and lanes 8..16 into `hi[j][r]`, each lane with exactly the fused multiply-add of
@@ -303,56 +273,6 @@ pub(crate) unsafe fn tile_avx2<W: WeightElem, const J: usize, const R: usize>(
         for r in 0..R {
             let sum = lane_sum_avx2(lo[j][r], hi[j][r]);
             out.set(j, r, sum + tail_dot(&xs[r][body..], &ws[j][body..]));
-        }
-    }
-}
-
-/// A tile of `J` weight rows x `R` input rows with AVX-512 (one register per output), piece `c`
-/// prefetching `ahead`'s share `first + c`; writes output `(j, r)` of `out`.
-///
-/// # Safety
-/// The CPU has AVX-512F; as for [`Grid::set`], for every output of the tile.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn tile_avx512<W: WeightElem, const J: usize, const R: usize>(
-    ws: &[&[W]],
-    xs: &[&[f32]],
-    out: Grid,
-    ahead: Spread,
-    first: usize,
-) {
-    const L: usize = 16;
-    let n = ws[0].len();
-    assert!(ws.len() == J && xs.len() == R);
-    assert!(ws.iter().all(|w| w.len() == n) && xs.iter().all(|x| x.len() == n));
-    let body = n - n % L;
-    let mut acc = [[_mm512_setzero_ps(); R]; J];
-    for c in 0..body / L {
-        ahead.fetch(first + c);
-        let i = c * L;
-        // SAFETY: i + 16 <= body <= n, and every row has n elements (asserted above).
-        let w: [__m512; J] = std::array::from_fn(|j| W::load16(ws[j].as_ptr().add(i)));
-        for r in 0..R {
-            let x = _mm512_loadu_ps(xs[r].as_ptr().add(i));
-            for j in 0..J {
-                acc[j][r] = _mm512_fmadd_ps(x, w[j], acc[j][r]);
-            }
-        }
-    }
-    let flat: [__m512; 16] = std::array::from_fn(|t| {
-        if t < J * R {
-            acc[t / R][t % R]
-        } else {
-            _mm512_setzero_ps()
-        }
-    });
-    let mut sums = [0f32; 16];
-    lane_sums(&flat[..J * R], &mut sums);
-    for j in 0..J {
-        for r in 0..R {
-            let tail = tail_dot(&xs[r][body..], &ws[j][body..]);
-            out.set(j, r, sums[j * R + r] + tail);
         }
     }
 }
