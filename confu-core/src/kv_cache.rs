@@ -124,6 +124,20 @@ impl<B: Backend> DenseKvCache<B> {
         k: Tensor<B, 3>,
         v: Tensor<B, 3>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        self.write_and_view_from(layer, region, k, v, 0)
+    }
+
+    /// [`Self::write_and_view`] with the view starting at key slot `first` (at most the slots
+    /// attention sees): leading slots no row attends to (ConFu's soft prompt in a pass of
+    /// ordinary rows) stay out of the view in one slice, not a slice and a narrow.
+    pub fn write_and_view_from(
+        &mut self,
+        layer: usize,
+        region: Region,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        first: usize,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let [kv_heads, rows, head_dim] = k.dims();
         let start = match region {
             Region::Main => self.reserved + self.len,
@@ -133,17 +147,17 @@ impl<B: Backend> DenseKvCache<B> {
             Region::Main => self.reserved + self.len + rows,
             Region::Reserved => self.reserved + self.len,
         };
+        assert!(
+            first <= end_view,
+            "view from key slot {first} of {end_view}"
+        );
         let slot = &mut self.layers[layer];
-        let view = [0..kv_heads, 0..end_view, 0..head_dim];
-        if rows == 0 {
-            return (
-                slot.k.clone().slice(view.clone()),
-                slot.v.clone().slice(view),
-            );
+        let view = [0..kv_heads, first..end_view, 0..head_dim];
+        if rows > 0 {
+            let ops = self.ops.as_ref();
+            slot.k = ops.write_slots(take(&mut slot.k), start, k);
+            slot.v = ops.write_slots(take(&mut slot.v), start, v);
         }
-        let ops = self.ops.as_ref();
-        slot.k = ops.write_slots(take(&mut slot.k), start, k);
-        slot.v = ops.write_slots(take(&mut slot.v), start, v);
         (
             slot.k.clone().slice(view.clone()),
             slot.v.clone().slice(view),
@@ -341,6 +355,19 @@ mod tests {
         assert_eq!(main_region(&mut c), [1.]);
         assert!(c.keep(&[2]).is_err());
         assert!(c.keep(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn a_view_from_a_later_slot_leaves_the_leading_slots_out() {
+        let mut c = DenseKvCache::<B>::new(1, 1, 1, 2, 4, &Default::default(), ops());
+        c.write_and_view(0, Region::Reserved, rows(&[7., 8.]), rows(&[9., 10.]));
+        c.commit(Region::Reserved, 2);
+        let (k, v) = c.write_and_view_from(0, Region::Main, rows(&[1., 2.]), rows(&[3., 4.]), 2);
+        assert_eq!(k.into_data().to_vec::<f32>().unwrap(), [1., 2.]);
+        assert_eq!(v.into_data().to_vec::<f32>().unwrap(), [3., 4.]);
+        c.commit(Region::Main, 2);
+        let (k, _) = c.write_and_view_from(0, Region::Main, rows(&[5.]), rows(&[6.]), 1);
+        assert_eq!(k.into_data().to_vec::<f32>().unwrap(), [8., 1., 2., 5.]);
     }
 
     #[test]

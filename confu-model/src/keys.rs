@@ -42,12 +42,9 @@ impl<B: Backend> AttentionKeys<B> for CachedKeys<'_, B> {
     fn attend(&mut self, layer: usize, qkv: Qkv<B>, ops: &dyn Ops<B>) -> Tensor<B, 3> {
         let Qkv { q, k, v, scale } = qkv;
         let (k, v) = (k.swap_dims(0, 1), v.swap_dims(0, 1));
-        let (mut k_all, mut v_all) = self.cache.write_and_view(layer, self.region, k, v);
-        if self.skip > 0 {
-            let keys = k_all.dims()[1] - self.skip;
-            k_all = k_all.narrow(1, self.skip, keys);
-            v_all = v_all.narrow(1, self.skip, keys);
-        }
+        let (k_all, v_all) = self
+            .cache
+            .write_and_view_from(layer, self.region, k, v, self.skip);
         ops.attention(
             q.swap_dims(0, 1),
             k_all,

@@ -86,10 +86,11 @@ struct Anchor<B: Backend> {
 
 impl<B: Backend> Anchor<B> {
     fn row(&self) -> Tensor<B, 2> {
-        self.features
-            .clone()
-            .narrow(0, self.row, 1)
-            .narrow(1, 0, self.width)
+        let row = self.features.clone().narrow(0, self.row, 1);
+        match self.features.dims()[1] == self.width {
+            true => row,
+            false => row.narrow(1, 0, self.width),
+        }
     }
 }
 
@@ -196,13 +197,16 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         tree: &DraftTree,
     ) -> Result<Pass<B>> {
         let c = self.confu.contemplator.clone();
-        let anchor = self.anchor.as_ref().map(Anchor::row).ok_or_else(|| {
+        let no_anchor = || {
             Error::invalid(
                 "ConFu drafter",
                 "no accepted node to route the [con] embedding on",
                 "observe() must run first",
             )
-        })?;
+        };
+        if self.anchor.is_none() {
+            return Err(no_anchor());
+        }
         // Only a head's tree gets `[con]` rows: after a plain round or a prompt-lookup chain the
         // head catches up later, and the slot keeps its last future vector.
         let plain = self.auto.choice().is_some_and(|a| !a.head_tree());
@@ -214,6 +218,12 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         if covered.is_empty() {
             return Ok((RowLayout::tree(cache.reserved(), cache.len(), tree)?, None));
         }
+        // Sliced only for a pass with `[con]` rows: plain rounds never route on it.
+        let anchor = self
+            .anchor
+            .as_ref()
+            .map(Anchor::row)
+            .ok_or_else(no_anchor)?;
         let layout = c.layout(cache, tree, &covered)?;
         let embedding = c.embedding(anchor, self.ops.as_ref()).0;
         let inputs = c.inputs(target, tree, embedding, covered.len())?;
@@ -229,10 +239,11 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             0 => rows,
             _ => rows.narrow(1, width, extra),
         };
-        let path_features = obs
-            .path_features()
-            .ok_or_else(missing_taps)?
-            .narrow(1, 0, width);
+        let path_features = obs.path_features().ok_or_else(missing_taps)?;
+        let path_features = match extra {
+            0 => path_features,
+            _ => path_features.narrow(1, 0, width),
+        };
         let q = *obs
             .path
             .last()
