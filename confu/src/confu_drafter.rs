@@ -150,6 +150,17 @@ impl<B: Backend> ConfuProposer<B> {
     fn state(&mut self) -> Result<&mut Eagle3Drafter<B>> {
         started(&mut self.state)
     }
+
+    /// The last accepted node's features, which a round with `[con]` rows routes on.
+    fn anchor(&self) -> Result<&Anchor<B>> {
+        self.anchor.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "ConFu drafter",
+                "no accepted node to route the [con] embedding on",
+                "observe() must run first",
+            )
+        })
+    }
 }
 
 impl<B: Backend> Drafter<B> for ConfuProposer<B> {
@@ -197,16 +208,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         tree: &DraftTree,
     ) -> Result<Pass<B>> {
         let c = self.confu.contemplator.clone();
-        let no_anchor = || {
-            Error::invalid(
-                "ConFu drafter",
-                "no accepted node to route the [con] embedding on",
-                "observe() must run first",
-            )
-        };
-        if self.anchor.is_none() {
-            return Err(no_anchor());
-        }
+        self.anchor()?;
         // Only a head's tree gets `[con]` rows: after a plain round or a prompt-lookup chain the
         // head catches up later, and the slot keeps its last future vector.
         let plain = self.auto.choice().is_some_and(|a| !a.head_tree());
@@ -219,11 +221,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             return Ok((RowLayout::tree(cache.reserved(), cache.len(), tree)?, None));
         }
         // Sliced only for a pass with `[con]` rows: plain rounds never route on it.
-        let anchor = self
-            .anchor
-            .as_ref()
-            .map(Anchor::row)
-            .ok_or_else(no_anchor)?;
+        let anchor = self.anchor()?.row();
         let layout = c.layout(cache, tree, &covered)?;
         let embedding = c.embedding(anchor, self.ops.as_ref()).0;
         let inputs = c.inputs(target, tree, embedding, covered.len())?;
@@ -252,12 +250,11 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
         let ops = self.ops.clone();
         let defer = self.auto.observe(obs.path, obs.prefill);
         // Sliced only when a round routes on it: the plain rounds of `--tree auto` do not.
-        let anchor = Anchor {
+        self.anchor = Some(Anchor {
             features: all.clone(),
             row: q,
             width,
-        };
-        let anchor = self.anchor.insert(anchor).clone();
+        });
         let f = if obs.prefill && !self.auto.expects_drafting(&self.verification_rows()) {
             // `--tree auto` expects plain rounds: no `[con]` pass until a tree is drafted (that
             // round drafts without a future vector, and its `[con]` rows give the next one).
@@ -266,7 +263,8 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             return Ok(());
         } else if obs.prefill {
             self.future_node = None;
-            c.prefill_future(obs.target, obs.cache, anchor.row())?.f
+            c.prefill_future(obs.target, obs.cache, self.anchor()?.row())?
+                .f
         } else if self.covered.is_empty() {
             // No `[con]` row this round (`--tree auto` decoded plainly): the slot keeps the last
             // future vector, and the head sees these positions with the next tree.
@@ -282,7 +280,7 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
             future_columns(all.narrow(0, tree.len() + i, 1))
         };
         let o = &c.options;
-        let fused = self.confu.head.fuse(ops.as_ref(), anchor.row());
+        let fused = self.confu.head.fuse(ops.as_ref(), self.anchor()?.row());
         let (e_f, _) = c
             .params
             .future
