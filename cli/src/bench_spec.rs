@@ -1,7 +1,8 @@
 //! `confu bench spec`: the cost model of a speculative round — one draft expansion step, a tree
 //! build, target verification at several tree sizes, the same with ConFu's `[con]` rows (on every
 //! node, and on the root plus a quarter of the nodes, `top:M`), and KV compaction — each a median
-//! over runs.
+//! over runs — and the verification of every size against the first, timed in turn within each
+//! run so that the ratios are paired.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,8 +183,61 @@ impl Job for SpecArgs {
                 );
             }
         }
+        let trees: Vec<DraftTree> = self
+            .tree_sizes
+            .iter()
+            .map(|&n| shaped_tree(n.max(1), c.vocab_size))
+            .collect();
+        if trees.len() > 1 {
+            let ratios = interleaved_ratios(self.runs, trees.len(), |i| {
+                let t = Instant::now();
+                let v = verify_tree(&target, &mut cache, &trees[i], &taps)?;
+                std::hint::black_box(v.logits.len());
+                let dt = t.elapsed().as_secs_f64();
+                cache.truncate(prefix)?;
+                Ok(dt)
+            })?;
+            let cells: Vec<String> = trees
+                .iter()
+                .zip(&ratios)
+                .skip(1)
+                .map(|(t, r)| format!("{}: {r:.2}x", t.len()))
+                .collect();
+            crate::outln!(
+                "verify against {} node(s), sizes interleaved in every run (median of the runs' ratios): {}",
+                trees[0].len(),
+                cells.join(", ")
+            );
+        }
         Ok(())
     }
+}
+
+/// Time `sizes` measurements in turn, `runs` times (after one warm-up turn), and return each
+/// one's median ratio to the first, taken within a turn: the machine's drift between sizes,
+/// which separate medians keep, cancels.
+fn interleaved_ratios(
+    runs: usize,
+    sizes: usize,
+    mut time: impl FnMut(usize) -> Result<f64>,
+) -> Result<Vec<f64>> {
+    let mut per_size: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); sizes];
+    for turn in 0..=runs {
+        let times = (0..sizes).map(&mut time).collect::<Result<Vec<f64>>>()?;
+        if turn == 0 {
+            continue;
+        }
+        for (ratios, t) in per_size.iter_mut().zip(&times) {
+            ratios.push(t / times[0].max(f64::MIN_POSITIVE));
+        }
+    }
+    Ok(per_size
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect())
 }
 
 /// ConFu's verification cost: a cache holding the soft prompt and the same prompt, random
@@ -249,5 +303,30 @@ impl<B: Backend> ConfuBench<B> {
             self.cache.truncate(prefix)?;
             Ok(dt)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_ratios_cancel_drift_between_turns_and_skip_the_warm_up() {
+        // Size i costs (i + 1) units; the machine runs 1x, 3x, 0.5x, ... slower turn by turn,
+        // and the warm-up turn is 100x slow for the first size only.
+        let drift: [f64; 6] = [100.0, 1.0, 3.0, 0.5, 2.0, 1.5];
+        let mut calls = 0usize;
+        let ratios = interleaved_ratios(5, 3, |i| {
+            let turn = calls / 3;
+            calls += 1;
+            let warm = if turn == 0 && i == 0 { 100.0 } else { 1.0 };
+            Ok((i + 1) as f64 * drift[turn].min(3.0) * warm)
+        })
+        .unwrap();
+        assert_eq!(
+            calls, 18,
+            "one warm-up turn and 5 measured turns of 3 sizes"
+        );
+        assert_eq!(ratios, vec![1.0, 2.0, 3.0]);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use confu::eval::{compare, read_questions};
+use confu::eval::{check_repeat, compare, read_questions};
 use confu::{Engine, GenerationConfig};
 use confu_core::{Error, Ops, Result, SamplingParams};
 use confu_model::{TargetModel, Tokenizer};
@@ -38,6 +38,10 @@ pub struct EvalArgs {
     /// Seed of the sampling RNG.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub seed: u64,
+    /// Run every prompt N times on every engine (rotating their order) and sum the runs: the
+    /// timing noise of the speedup shrinks with more repeats; outputs and τ are those of N runs.
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    pub repeat: usize,
     /// Use only the first N questions.
     #[arg(long, allow_hyphen_values = true)]
     pub limit: Option<usize>,
@@ -75,6 +79,7 @@ impl Job for EvalArgs {
         for path in [&self.json, &self.plot].into_iter().flatten() {
             crate::out_paths::check_output_file(path, &[&prompts])?;
         }
+        check_repeat(self.repeat)?;
         if self.limit == Some(0) {
             return Err(Error::invalid(
                 "limit",
@@ -111,6 +116,7 @@ impl Job for EvalArgs {
             &tokenizer,
             &questions,
             &config,
+            self.repeat,
             |_, _| bar.inc(1),
         )?;
         bar.finish_and_clear();

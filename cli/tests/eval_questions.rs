@@ -53,3 +53,49 @@ fn bad_questions_are_named_before_any_work() {
         "eval questions: over-long, malformed, turn-less and --limit 0 refused before any work"
     );
 }
+
+/// `--repeat N` runs every prompt N times on every engine and sums the runs per question:
+/// N times the tokens and rounds of one run, greedy outputs still equal to vanilla's, and the
+/// speedup's interval around its point. `--repeat 0` is refused before any work.
+#[test]
+fn repeats_are_summed_per_question() {
+    let q = r#"{"question_id": 1, "category": "a", "turns": ["the cat sat on the mat"]}
+{"question_id": 2, "category": "b", "turns": ["once upon a time"]}
+"#;
+    let report = |repeat: &str| {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let path = out.path().to_str().unwrap().to_string();
+        let (ok, text) = eval(q, &["--repeat", repeat, "--json", &path]);
+        assert!(ok, "{text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["drafters"][0]["report"].clone()
+    };
+    let (one, three) = (report("1"), report("3"));
+    for (a, b) in one["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(three["results"].as_array().unwrap())
+    {
+        for key in ["vanilla_tokens", "spec_tokens", "rounds"] {
+            assert_eq!(
+                3 * a[key].as_u64().unwrap(),
+                b[key].as_u64().unwrap(),
+                "{key}: {a} / {b}"
+            );
+        }
+        assert_eq!(b["equal_to_vanilla"], true, "{b}");
+    }
+    let o = &three["overall"];
+    let (p, lo, hi) = (
+        o["speedup"].as_f64().unwrap(),
+        o["speedup_low"].as_f64().unwrap(),
+        o["speedup_high"].as_f64().unwrap(),
+    );
+    assert!(lo <= p && p <= hi && lo > 0.0, "{o}");
+
+    let (ok, text) = eval(q, &["--repeat", "0"]);
+    assert!(!ok && text.contains("repeat"), "{text}");
+    assert!(!text.contains("tau"), "work ran before the check: {text}");
+}

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::bootstrap::{ratios_to_first, TauRatio};
 use crate::eval_summary::summarize;
 pub use crate::eval_summary::{AutoSummary, RoundCost, Summary};
+use crate::question_result::measure;
+pub use crate::question_result::QuestionResult;
 use crate::{Engine, Generation, GenerationConfig};
 
 /// One Spec-Bench question.
@@ -60,48 +62,6 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
     Ok(out)
 }
 
-/// Per-question measurements.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct QuestionResult {
-    pub question_id: serde_json::Value,
-    pub category: String,
-    pub vanilla_tokens: usize,
-    pub vanilla_s: f64,
-    pub spec_tokens: usize,
-    pub spec_s: f64,
-    pub rounds: usize,
-    /// Accepted drafts per round (for the histogram of acceptance lengths).
-    pub accepted: Vec<usize>,
-    pub equal_to_vanilla: bool,
-    /// Where the speculative decode phase spent its time, summed over rounds.
-    #[serde(default)]
-    pub draft_s: f64,
-    #[serde(default)]
-    pub verify_s: f64,
-    #[serde(default)]
-    pub update_s: f64,
-    /// The drafter's part of `update_s`.
-    #[serde(default)]
-    pub head_s: f64,
-    /// Vanilla's decode phase: time and tokens after the first.
-    #[serde(default)]
-    pub vanilla_decode_s: f64,
-    #[serde(default)]
-    pub vanilla_decode_tokens: usize,
-    /// `--tree auto`: rounds it planned, those that drafted nothing, those that verified a
-    /// prompt-lookup chain, and its predictions summed over them (tokens, seconds).
-    #[serde(default)]
-    pub auto_rounds: usize,
-    #[serde(default)]
-    pub plain_rounds: usize,
-    #[serde(default)]
-    pub lookup_rounds: usize,
-    #[serde(default)]
-    pub predicted_tokens: f64,
-    #[serde(default)]
-    pub predicted_s: f64,
-}
-
 /// The whole evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -120,7 +80,9 @@ pub fn evaluate<B: Backend>(
     progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
     let drafters = [("drafter".to_string(), spec.clone())];
-    let c = compare(vanilla, &drafters, tokenizer, questions, config, progress)?;
+    let c = compare(
+        vanilla, &drafters, tokenizer, questions, config, 1, progress,
+    )?;
     Ok(c.drafters.into_iter().next().expect("one drafter").report)
 }
 
@@ -141,43 +103,21 @@ pub struct Comparison {
     pub tau_ratios: Vec<TauRatio>,
 }
 
-fn measure(q: &Question, v: &Generation, s: &Generation) -> QuestionResult {
-    let auto: Vec<_> = s.rounds.iter().filter_map(|r| r.auto).collect();
-    QuestionResult {
-        question_id: q.question_id.clone(),
-        category: q.category.clone(),
-        vanilla_tokens: v.generated_ids.len(),
-        vanilla_s: v.timings.prefill_s + v.timings.decode_s,
-        spec_tokens: s.generated_ids.len(),
-        spec_s: s.timings.prefill_s + s.timings.decode_s,
-        rounds: s.rounds.len(),
-        accepted: s.rounds.iter().map(|r| r.accepted_drafts).collect(),
-        equal_to_vanilla: v.generated_ids == s.generated_ids,
-        draft_s: s.rounds.iter().map(|r| r.draft_s).sum(),
-        verify_s: s.rounds.iter().map(|r| r.verify_s).sum(),
-        update_s: s.rounds.iter().map(|r| r.update_s).sum(),
-        head_s: s.rounds.iter().map(|r| r.head_s).sum(),
-        vanilla_decode_s: v.timings.decode_s,
-        vanilla_decode_tokens: v.timings.decode_tokens,
-        auto_rounds: auto.len(),
-        plain_rounds: auto.iter().filter(|a| a.nodes == 1).count(),
-        lookup_rounds: auto.iter().filter(|a| a.lookup_ngram > 0).count(),
-        predicted_tokens: auto.iter().map(|a| a.predicted_tokens).sum(),
-        predicted_s: auto.iter().map(|a| a.predicted_s).sum(),
-    }
-}
-
-/// Run vanilla once and every drafter on every question (in turn, so that they share the
-/// machine's conditions, in the order of [`run_order`]). `progress(i, n)` is called after each
+/// Run vanilla and every drafter on every question `repeat` times (in turn, so that they share
+/// the machine's conditions, in the order of [`run_order`]); a question's repeats are summed
+/// into one result (see [`QuestionResult::absorb`]). `progress(i, n)` is called after each
 /// question.
+#[allow(clippy::too_many_arguments)]
 pub fn compare<B: Backend>(
     vanilla: &Engine<B>,
     drafters: &[(String, Engine<B>)],
     tokenizer: &Tokenizer,
     questions: &[Question],
     config: &GenerationConfig,
+    repeat: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Comparison> {
+    check_repeat(repeat)?;
     // Every prompt is checked before any work, so that one bad question cannot discard the
     // results of the others; the error names it by id and line.
     let limit = vanilla.target().config().max_position_embeddings;
@@ -201,15 +141,25 @@ pub fn compare<B: Backend>(
     let mut results: Vec<Vec<QuestionResult>> =
         vec![Vec::with_capacity(questions.len()); drafters.len()];
     for (i, (q, prompt)) in questions.iter().zip(&prompts).enumerate() {
-        let mut outputs: Vec<Option<Generation>> = (0..=drafters.len()).map(|_| None).collect();
-        for e in run_order(i, drafters.len() + 1) {
-            let engine = if e == 0 { vanilla } else { &drafters[e - 1].1 };
-            outputs[e] = Some(engine.generate(prompt, config, |_| {})?);
+        let mut merged: Vec<Option<QuestionResult>> = vec![None; drafters.len()];
+        for r in 0..repeat {
+            let mut outputs: Vec<Option<Generation>> = (0..=drafters.len()).map(|_| None).collect();
+            for e in run_order(i * repeat + r, drafters.len() + 1) {
+                let engine = if e == 0 { vanilla } else { &drafters[e - 1].1 };
+                outputs[e] = Some(engine.generate(prompt, config, |_| {})?);
+            }
+            let mut outputs = outputs.into_iter().map(|o| o.expect("every engine ran"));
+            let v = outputs.next().expect("vanilla ran");
+            for (m, s) in merged.iter_mut().zip(outputs) {
+                let one = measure(q, &v, &s);
+                match m {
+                    Some(m) => m.absorb(one),
+                    None => *m = Some(one),
+                }
+            }
         }
-        let mut outputs = outputs.into_iter().map(|o| o.expect("every engine ran"));
-        let v = outputs.next().expect("vanilla ran");
-        for (out, s) in results.iter_mut().zip(outputs) {
-            out.push(measure(q, &v, &s));
+        for (out, m) in results.iter_mut().zip(merged) {
+            out.push(m.expect("repeat >= 1"));
         }
         progress(i + 1, questions.len());
     }
@@ -227,6 +177,18 @@ pub fn compare<B: Backend>(
         drafters,
         tau_ratios,
     })
+}
+
+/// `repeat` of [`compare`]: the times every prompt runs on every engine, at least once.
+pub fn check_repeat(repeat: usize) -> Result<()> {
+    if repeat == 0 {
+        return Err(Error::invalid(
+            "repeat",
+            0,
+            "must be >= 1 (the times every prompt runs on every engine)",
+        ));
+    }
+    Ok(())
 }
 
 /// The order in which question `i` runs the `engines` (0: vanilla, then the drafters): rotated
@@ -314,18 +276,19 @@ impl EvalReport {
     /// A readable table.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<12} {:>5} {:>6} {:>12} {:>12} {:>8} {:>6}\n",
-            "category", "n", "tau", "vanilla t/s", "spec t/s", "speedup", "equal"
+            "{:<12} {:>5} {:>6} {:>12} {:>12} {:>8} {:>14} {:>6}\n",
+            "category", "n", "tau", "vanilla t/s", "spec t/s", "speedup", "95% interval", "equal"
         );
         let row = |name: &str, m: &Summary| {
             format!(
-                "{:<12} {:>5} {:>6.2} {:>12.1} {:>12.1} {:>7.2}x {:>6}\n",
+                "{:<12} {:>5} {:>6.2} {:>12.1} {:>12.1} {:>7.2}x {:>14} {:>6}\n",
                 name,
                 m.questions,
                 m.tau,
                 m.vanilla_tokens_per_s,
                 m.spec_tokens_per_s,
                 m.speedup,
+                format!("[{:.2}, {:.2}]", m.speedup_low, m.speedup_high),
                 match m.all_equal {
                     Some(true) => "yes",
                     Some(false) => "NO",

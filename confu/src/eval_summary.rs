@@ -14,6 +14,12 @@ pub struct Summary {
     pub vanilla_tokens_per_s: f64,
     pub spec_tokens_per_s: f64,
     pub speedup: f64,
+    /// The speedup's 95 % paired bootstrap interval over the questions (timing noise and prompt
+    /// mix together): an interval that contains 1 is no measurable difference from vanilla.
+    #[serde(default)]
+    pub speedup_low: f64,
+    #[serde(default)]
+    pub speedup_high: f64,
     /// `None` when sampling (outputs are not expected to be equal).
     pub all_equal: Option<bool>,
     /// The cost of one speculative round, split in its parts, against one vanilla step: the
@@ -76,6 +82,7 @@ pub(crate) fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
     let per_round = |f: fn(&QuestionResult) -> f64| {
         1e3 * results.iter().map(|r| f(r)).sum::<f64>() / rounds.max(1) as f64
     };
+    let (_, speedup_low, speedup_high) = crate::bootstrap::speedup_interval(results);
     let (vd, vn) = results.iter().fold((0.0, 0), |a, r| {
         (a.0 + r.vanilla_decode_s, a.1 + r.vanilla_decode_tokens)
     });
@@ -89,6 +96,8 @@ pub(crate) fn summarize(results: &[&QuestionResult], greedy: bool) -> Summary {
         vanilla_tokens_per_s: v,
         spec_tokens_per_s: s,
         speedup: if v > 0.0 { s / v } else { 0.0 },
+        speedup_low,
+        speedup_high,
         all_equal: greedy.then(|| results.iter().all(|r| r.equal_to_vanilla)),
         round_ms: RoundCost {
             draft: per_round(|r| r.draft_s),

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod eval_summary;
 pub mod generation;
 pub mod greedy_rule;
+pub mod question_result;
 pub mod reference;
 
 pub use auto_round::SharedAutoTree;
