@@ -51,9 +51,31 @@ pub struct SpecArgs {
 
 fn median_of(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
     f()?; // warm-up
-    let mut v = (0..runs).map(|_| f()).collect::<Result<Vec<f64>>>()?;
+    Ok(median(
+        (0..runs).map(|_| f()).collect::<Result<Vec<f64>>>()?,
+    ))
+}
+
+/// The middle value (the upper one of an even count); `v` is not empty.
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    Ok(v[v.len() / 2])
+    v[v.len() / 2]
+}
+
+/// Seconds of one verification of `tree` after the cached prefix, which is restored after it.
+fn time_verify<B: Backend>(
+    target: &TargetModel<B>,
+    cache: &mut DenseKvCache<B>,
+    tree: &DraftTree,
+    taps: &[Tap],
+) -> Result<f64> {
+    let prefix = cache.len();
+    let t = Instant::now();
+    let v = verify_tree(target, cache, tree, taps)?;
+    std::hint::black_box(v.logits.len());
+    let dt = t.elapsed().as_secs_f64();
+    cache.truncate(prefix)?;
+    Ok(dt)
 }
 
 /// A tree of `n` nodes shaped like a dynamic tree: a main chain with side branches.
@@ -135,22 +157,19 @@ impl Job for SpecArgs {
         );
         let prefix = cache.len();
         let mut confu = ConfuBench::new(&target, &head, &prompt, &taps, 2 * capacity)?;
-        for &n in &self.tree_sizes {
-            let tree = shaped_tree(n.max(1), c.vocab_size);
-            let verify = median_of(self.runs, || {
-                let t = Instant::now();
-                let v = verify_tree(&target, &mut cache, &tree, &taps)?;
-                std::hint::black_box(v.logits.len());
-                let dt = t.elapsed().as_secs_f64();
-                cache.truncate(prefix)?;
-                Ok(dt)
-            })?;
+        let trees: Vec<DraftTree> = self
+            .tree_sizes
+            .iter()
+            .map(|&n| shaped_tree(n.max(1), c.vocab_size))
+            .collect();
+        for (&n, tree) in self.tree_sizes.iter().zip(&trees) {
+            let verify = median_of(self.runs, || time_verify(&target, &mut cache, tree, &taps))?;
             let path: Vec<usize> = (0..tree.len())
                 .filter(|i| i % 3 != 0 || *i == 0)
                 .take(5)
                 .collect();
             let compact = median_of(self.runs, || {
-                verify_tree(&target, &mut cache, &tree, &[])?;
+                verify_tree(&target, &mut cache, tree, &[])?;
                 let t = Instant::now();
                 compact_to_path(&mut cache, prefix, &path)?;
                 let dt = t.elapsed().as_secs_f64();
@@ -168,8 +187,8 @@ impl Job for SpecArgs {
                 ("all", ContemplateNodes::All),
                 ("top", ContemplateNodes::Top(n / 4)),
             ] {
-                let covered = covered_nodes(&tree, &[], rule);
-                let with_con = confu.verify(&target, &tree, &covered, &taps, self.runs)?;
+                let covered = covered_nodes(tree, &[], rule);
+                let with_con = confu.verify(&target, tree, &covered, &taps, self.runs)?;
                 let rule = if label == "all" {
                     "all".to_string()
                 } else {
@@ -183,19 +202,9 @@ impl Job for SpecArgs {
                 );
             }
         }
-        let trees: Vec<DraftTree> = self
-            .tree_sizes
-            .iter()
-            .map(|&n| shaped_tree(n.max(1), c.vocab_size))
-            .collect();
         if trees.len() > 1 {
             let ratios = interleaved_ratios(self.runs, trees.len(), |i| {
-                let t = Instant::now();
-                let v = verify_tree(&target, &mut cache, &trees[i], &taps)?;
-                std::hint::black_box(v.logits.len());
-                let dt = t.elapsed().as_secs_f64();
-                cache.truncate(prefix)?;
-                Ok(dt)
+                time_verify(&target, &mut cache, &trees[i], &taps)
             })?;
             let cells: Vec<String> = trees
                 .iter()
@@ -231,13 +240,7 @@ fn interleaved_ratios(
             ratios.push(t / times[0].max(f64::MIN_POSITIVE));
         }
     }
-    Ok(per_size
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect())
+    Ok(per_size.into_iter().map(median).collect())
 }
 
 /// ConFu's verification cost: a cache holding the soft prompt and the same prompt, random
