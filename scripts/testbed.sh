@@ -101,12 +101,10 @@ python3 scripts/ablation_table.py "$A" | tee "$A/table.md"
 
 stage "embedding into models/testbed"
 mkdir -p models/testbed/target models/testbed/draft models/testbed/confu
-cp "$WORK"/target/{config.json,model.safetensors,tokenizer.json} models/testbed/target/
-cp "$A"/control/{config.json,model.safetensors} models/testbed/draft/
-cp "$A"/confu-full/{config.json,model.safetensors,confu.json,confu.safetensors} models/testbed/confu/
-cp "$WORK"/target/log.json models/testbed/target-log.json
-cp "$A"/control/log.json models/testbed/draft-log.json
-cp "$A"/confu-full/log.json models/testbed/confu-log.json
+# Each folder keeps its training log: a head's dev evaluation seeds `--tree auto`'s acceptance prior.
+cp "$WORK"/target/{config.json,model.safetensors,tokenizer.json,log.json} models/testbed/target/
+cp "$A"/control/{config.json,model.safetensors,log.json} models/testbed/draft/
+cp "$A"/confu-full/{config.json,model.safetensors,confu.json,confu.safetensors,log.json} models/testbed/confu/
 cp "$PROMPTS" models/testbed/prompts-dev.jsonl
 du -sh models/testbed
 echo "done; rebuild the CLI (cargo build --release -p cli) to embed the new model"

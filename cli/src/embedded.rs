@@ -37,10 +37,12 @@ const FILES: &[(&str, &[u8])] = &[
     testbed_file!("target/tokenizer.json"),
     testbed_file!("draft/config.json"),
     testbed_file!("draft/model.safetensors"),
+    testbed_file!("draft/log.json"),
     testbed_file!("confu/config.json"),
     testbed_file!("confu/model.safetensors"),
     testbed_file!("confu/confu.json"),
     testbed_file!("confu/confu.safetensors"),
+    testbed_file!("confu/log.json"),
     testbed_file!("prompts-dev.jsonl"),
 ];
 

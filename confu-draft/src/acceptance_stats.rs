@@ -56,16 +56,6 @@ impl AcceptanceStats {
         self
     }
 
-    /// The generic prior used when nothing is known about the head: the best-ranked child is
-    /// taken 60 % of the time, rank `r ≥ 1` `0.15 / r` of the time (about 1 in all over 8 ranks).
-    pub fn generic_prior(_depth: usize, rank: usize) -> f64 {
-        if rank == 0 {
-            0.6
-        } else {
-            0.15 / rank as f64
-        }
-    }
-
     /// Estimated probability that the child of `rank` at `depth` (≥ 1) is accepted once its
     /// parent is; depths and ranks past the table use its last row and column.
     pub fn rate(&self, depth: usize, rank: usize) -> f64 {

@@ -17,6 +17,16 @@
 //! deferred: its predicted rate counts that catch-up in its cost, so the policy leaves plain
 //! decoding for a tree only when the tree pays for the catch-up too.
 //!
+//! **Before a level count has been drafted** its `E[L][n]` is the ideal tree's under the
+//! acceptance statistics: the `n` nodes most likely to be reached (`ideal.rs`). The statistics
+//! start from the head's [`AcceptancePrior`] (its dev evaluation, when its folder records one), so
+//! a fresh policy drafts the tree its prior predicts to pay, or decodes plainly when none does,
+//! rather than the largest tree; and when the trees it drafts are accepted more than the prior
+//! said, the deeper level counts it has not drafted predict more too, and are drafted in turn.
+//! The ideal tree is optimistic (real draft scores misrank nodes), so a level count is drafted
+//! and measured rather than ruled out unseen. The fresh policy's first round does not charge the
+//! head's pass over the prompt to the tree: every later tree of the sequence needs it anyway.
+//!
 //! `E` of a cut is the sum over its nodes of the probability of reaching them, each the product
 //! of `rate(depth, rank)` along its path. Every `explore_every` rounds the policy drafts one level
 //! deeper than its best, so that the statistics of the shapes it is not using stay current. While
@@ -41,18 +51,21 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acceptance_prior::AcceptancePrior;
 use crate::acceptance_stats::AcceptanceStats;
 use crate::cost_model::CostModel;
 use crate::lookup::{LookupMatch, PromptLookup};
 use crate::tree::{DraftTree, TreeSettings};
 
 mod cut;
+mod ideal;
 mod lookup_rounds;
 #[cfg(test)]
 mod tests;
 
 use cut::score_order;
 pub use cut::top_nodes;
+use ideal::ideal_expected;
 use lookup_rounds::{lookup_drafts, lookup_prior};
 
 /// The longest run of plain rounds between two probes.
@@ -178,17 +191,9 @@ impl AutoTree {
     /// forwards), and the generic acceptance prior.
     pub fn new(options: AutoTreeOptions, costs: CostModel) -> Self {
         let m = options.max;
-        let stats = AcceptanceStats::new(
-            m.depth + 1,
-            m.top_k,
-            AcceptanceStats::generic_prior,
-            2.0,
-            options.decay,
-        )
-        .with_depth_pull(options.depth_pull);
         Self {
             options,
-            stats,
+            stats: Self::head_stats(&options, &AcceptancePrior::generic()),
             costs,
             expected: vec![vec![None; m.total_tokens.max(1)]; m.depth + 1],
             rounds: 0,
@@ -210,6 +215,28 @@ impl AutoTree {
         }
     }
 
+    /// This policy with its head's acceptance statistics seeded from `prior` (the head's dev
+    /// evaluation: [`AcceptancePrior::for_head_folder`]) instead of the generic prior. Meant for
+    /// a fresh policy: what it has observed so far is dropped.
+    pub fn with_acceptance_prior(mut self, prior: &AcceptancePrior) -> Self {
+        self.stats = Self::head_stats(&self.options, prior);
+        self.best_cache.fill(None);
+        self
+    }
+
+    /// Fresh statistics of the head's trees: `prior` as two pseudo-trials per depth and rank.
+    fn head_stats(options: &AutoTreeOptions, prior: &AcceptancePrior) -> AcceptanceStats {
+        let m = options.max;
+        AcceptanceStats::new(
+            m.depth + 1,
+            m.top_k,
+            |d, r| prior.rate(d, r),
+            2.0,
+            options.decay,
+        )
+        .with_depth_pull(options.depth_pull)
+    }
+
     pub fn options(&self) -> &AutoTreeOptions {
         &self.options
     }
@@ -223,18 +250,24 @@ impl AutoTree {
     }
 
     /// The best predicted rate (tokens per second) drafting `levels` levels, with the node count
-    /// that gives it; `None` while nothing is known about that many levels.
+    /// that gives it. Until a tree that deep has been drafted, its expectation is the ideal
+    /// tree's under the acceptance statistics ([`ideal_expected`]).
     fn rate_at(&self, levels: usize, rows: &dyn Fn(usize) -> usize) -> Option<(f64, usize)> {
         if levels == 0 {
             return Some((1.0 / self.costs.round(0, 1), 1));
         }
         let e = self.expected.get(levels - 1)?;
-        if e.iter().all(Option::is_none) {
-            return None;
-        }
+        let ideal = match e.iter().all(Option::is_none) {
+            true => ideal_expected(&self.stats, levels, self.options.max.top_k, e.len()),
+            false => Vec::new(),
+        };
         (1..=e.len())
             .filter_map(|n| {
-                let accepted = if n == 1 { Some(0.0) } else { e[n - 1] }?;
+                let accepted = match n {
+                    1 => Some(0.0),
+                    _ if !ideal.is_empty() => Some(ideal[n - 1]),
+                    _ => e[n - 1],
+                }?;
                 Some(((1.0 + accepted) / self.costs.round(levels, rows(n)), n))
             })
             .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -262,8 +295,8 @@ impl AutoTree {
         best
     }
 
-    /// Whether drafting is predicted to beat plain decoding (true while nothing is known);
-    /// `rows(n)` as for [`Self::plan`].
+    /// Whether drafting is predicted to beat plain decoding (before any tree is drafted, by the
+    /// acceptance prior); `rows(n)` as for [`Self::plan`].
     pub fn expects_drafting(&mut self, rows: &dyn Fn(usize) -> usize) -> bool {
         match self.best_drafted(self.expected.len(), rows) {
             None => true,
@@ -309,6 +342,10 @@ impl AutoTree {
             max.depth + 1
         };
         self.rounds += 1;
+        // A fresh policy knows the head only by its prior, and drafting is how it learns more: a
+        // tree the prior predicts to pay is drafted even though its round must also run the head
+        // over the prompt (which every later tree of the sequence would need anyway).
+        let deferred = if self.rounds == 1 { 0 } else { deferred };
         let explore = self.options.explore_every > 0
             && self.rounds.is_multiple_of(self.options.explore_every);
         let plain = 1.0 / self.costs.round(0, 1);
@@ -324,9 +361,8 @@ impl AutoTree {
                 false => (rate, l),
             });
         let levels = match best {
+            None => 0,
             _ if max_levels == 0 => 0,
-            // Nothing drafted yet: the deepest tree teaches every level count at once.
-            None => max_levels,
             Some((rate, l)) if rate > undrafted => match explore {
                 true => (l + 1).min(max_levels),
                 false => l,

@@ -26,6 +26,7 @@ use confu_model::{
 
 use confu_moe::SlotGain;
 
+use crate::acceptance_prior::AcceptancePrior;
 use crate::config::DraftConfig;
 use crate::vocab::DraftVocab;
 
@@ -176,6 +177,9 @@ pub struct Eagle3Head<B: Backend> {
     pub vocab: DraftVocab,
     /// The embedding table `[vocab, d]` the head reads tokens with.
     pub embed_tokens: Tensor<B, 2>,
+    /// What `--tree auto` assumes about this head's acceptance before it has measured any: its
+    /// dev evaluation when its folder records one, else the generic prior.
+    pub prior: AcceptancePrior,
     inv_freq: Vec<f32>,
 }
 
@@ -229,7 +233,10 @@ impl<B: Backend> Eagle3Head<B> {
             })?;
         let own_embedding = files.contains("embed_tokens.weight");
         let net = Eagle3::from_values(&config, own_embedding, &mut &files, target.device())?;
-        Ok(Self::from_module(config, vocab, net, target))
+        Ok(Self {
+            prior: AcceptancePrior::for_head_folder(dir)?,
+            ..Self::from_module(config, vocab, net, target)
+        })
     }
 
     /// A head of the given shape with seeded random weights and the identity draft vocabulary
@@ -262,6 +269,7 @@ impl<B: Backend> Eagle3Head<B> {
             net,
             vocab,
             embed_tokens,
+            prior: AcceptancePrior::generic(),
             inv_freq,
         }
     }

@@ -9,6 +9,7 @@
 //! [`CostModel`] of the device and [`AcceptanceStats`] gathered online). The ConFu future-token
 //! slot joins the head here.
 
+pub mod acceptance_prior;
 pub mod acceptance_stats;
 pub mod auto_tree;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod lookup;
 pub mod tree;
 pub mod vocab;
 
+pub use acceptance_prior::AcceptancePrior;
 pub use acceptance_stats::AcceptanceStats;
 pub use auto_tree::{AutoChoice, AutoTree, AutoTreeOptions, Plan};
 pub use config::DraftConfig;

@@ -89,18 +89,18 @@ impl<B: Backend> Engine<B> {
 
     /// Choose every round's tree with `--tree auto` within `options.max` (which replaces the
     /// mode's tree), from costs calibrated now on this device (a few target passes, well under
-    /// a second on small models) and refined by every round. Vanilla and lookup modes are
-    /// returned unchanged.
+    /// a second on small models) and the head's acceptance prior (`Eagle3Head::prior`), both
+    /// refined by every round. Vanilla and lookup modes are returned unchanged.
     pub fn with_auto_tree(mut self, options: AutoTreeOptions) -> Result<Self> {
         options.max.validate()?;
-        let rows_per_node = match &mut self.mode {
-            DraftMode::Eagle3 { tree, .. } => {
+        let (rows_per_node, prior) = match &mut self.mode {
+            DraftMode::Eagle3 { tree, head } => {
                 *tree = options.max;
-                1
+                (1, head.prior.clone())
             }
-            DraftMode::Confu { tree, .. } => {
+            DraftMode::Confu { tree, confu } => {
                 *tree = options.max;
-                2
+                (2, confu.head.prior.clone())
             }
             DraftMode::Vanilla | DraftMode::Lookup(_) => return Ok(self),
         };
@@ -117,8 +117,17 @@ impl<B: Backend> Engine<B> {
             "--tree auto: calibrated in {:.0} ms; verification seconds by rows {points:?}",
             1e3 * start.elapsed().as_secs_f64()
         );
+        match prior.source() {
+            Some(file) => tracing::info!(
+                "--tree auto: acceptance prior from the head's dev evaluation ({}): top-1 by depth {:.2?}",
+                file.display(),
+                prior.top1()
+            ),
+            None => tracing::info!("--tree auto: the generic acceptance prior (top-1 {:.2?})", prior.top1()),
+        }
         let costs = CostModel::new(points, options.max.depth + 1, options.alpha);
-        Ok(self.with_auto_policy(AutoTree::new(options, costs)))
+        let policy = AutoTree::new(options, costs).with_acceptance_prior(&prior);
+        Ok(self.with_auto_policy(policy))
     }
 
     /// Choose every round's tree with `policy` as it stands (research use: costs set by hand;

@@ -230,3 +230,41 @@ fn sampled_lookup_rounds_match_vanilla_sampling() {
     );
     assert!(lookup.rate(1, 0) > 0.5, "the accepted drafts were lookup's");
 }
+
+#[test]
+fn a_trained_head_seeds_the_policy_with_its_dev_evaluation() {
+    // The embedded testbed's heads keep the `log.json` their training wrote.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testbed");
+    let target =
+        TargetModel::<Cpu>::load(&dir.join("target"), backend_cpu::ops(), &Default::default())
+            .unwrap();
+    let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
+    // Step 0's top-1 over the dev categories, weighted by their tokens, read here on its own.
+    let log: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("draft/log.json")).unwrap(),
+    )
+    .unwrap();
+    let (mut hits, mut count) = (0.0, 0.0);
+    for dev in log["dev"].as_array().unwrap() {
+        let step = &dev["per_step"][0];
+        let n = step["count"].as_f64().unwrap();
+        hits += step["top1"].as_f64().unwrap() * n;
+        count += n;
+    }
+    let top1 = hits / count;
+    assert_eq!(head.prior.source(), Some(dir.join("draft/log.json").as_path()));
+    assert!((head.prior.rate(1, 0) - top1).abs() < 1e-9);
+    let mode = DraftMode::Eagle3 {
+        head,
+        tree: options().max,
+    };
+    let engine = Engine::with_mode(target.clone(), mode)
+        .unwrap()
+        .with_auto_tree(options())
+        .unwrap();
+    let policy = engine.auto_tree().unwrap().lock().unwrap();
+    assert!((policy.stats().rate(1, 0) - top1).abs() < 1e-9);
+    // A head built in code knows nothing of its training: the generic prior.
+    let random = Eagle3Head::random(DraftConfig::for_target(target.config()), 1, &target).unwrap();
+    assert_eq!(random.prior, confu_draft::AcceptancePrior::generic());
+}

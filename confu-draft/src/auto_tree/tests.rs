@@ -78,15 +78,11 @@ fn tree_of(plan: Plan) -> Option<TreeSettings> {
 fn plain_decoding_when_every_row_costs_a_step() {
     // A row costs as much as a vanilla step; the best child is taken 60 % of the time.
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
     assert_eq!(
-        first.depth, 4,
-        "with nothing known the deepest tree is drafted"
+        p.plan(100, &chain_rows, 0, None),
+        Plan::Plain,
+        "the prior predicts that no tree pays"
     );
-    let (tree, scores) = drafted(first);
-    let (cut, _, choice) = p.choose(&tree, &scores, first.depth + 1, &chain_rows);
-    assert_eq!((cut.len(), choice.nodes, choice.rows), (1, 1, 1));
-    assert_eq!(choice.predicted_tokens, 1.0);
     // Plain rounds, with probes of the best tree (one level, 0.3 s of drafting) 30, 30, 32,
     // then 64 rounds apart: the first waits are set by the 1 % share (0.3 s of probe per
     // 30 s of plain rounds), the later ones by the wait that doubles as each probe finds
@@ -105,7 +101,7 @@ fn plain_decoding_when_every_row_costs_a_step() {
     }
     assert_eq!(
         probes,
-        vec![31, 61, 93, 157],
+        vec![30, 60, 92, 156],
         "probes 30, 30, 32, 64 rounds apart"
     );
 }
@@ -115,10 +111,7 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
     // A plain round costs 1 s; the head's catch-up is assumed at 0.05 s per deferred
     // position and the probe drafts one level (0.3 s), so with 100 deferred positions a
     // probe costs 5.3 s: 530 plain rounds at a 1 % share.
-    let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
-    let (tree, scores) = drafted(first);
-    p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+    let mut p = head_never_pays();
     let mut probes = Vec::new();
     for round in 2..=1100 {
         if let Some(plan) = tree_of(p.plan(100, &chain_rows, 100, None)) {
@@ -127,7 +120,7 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
             p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
         }
     }
-    assert_eq!(probes, vec![531, 1061], "a probe every 530 plain rounds");
+    assert_eq!(probes, vec![530, 1060], "a probe every 530 plain rounds");
     // A measured catch-up replaces the prior.
     p.observe_catch_up(100, 1.0);
     assert!((p.costs().catch_up(100) - 1.0).abs() < 1e-12);
@@ -210,13 +203,70 @@ fn chain(drafts: usize, ngram: usize) -> LookupMatch {
 }
 
 /// A policy whose head trees never pay (a row costs a step, drafting is dear), after its
-/// first tree.
+/// first round (plain: the prior predicts as much).
 fn head_never_pays() -> AutoTree {
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).unwrap();
-    let (tree, scores) = drafted(first);
-    p.choose(&tree, &scores, first.depth + 1, &chain_rows);
+    assert_eq!(p.plan(100, &chain_rows, 0, None), Plan::Plain);
     p
+}
+
+/// The policy of [`policy`] with its acceptance prior: the best child taken `top1` of the time.
+fn with_top1(p: AutoTree, top1: f64) -> AutoTree {
+    p.with_acceptance_prior(&AcceptancePrior::from_top1(vec![top1]).unwrap())
+}
+
+#[test]
+fn a_fresh_policy_drafts_the_depth_its_prior_predicts_best() {
+    // A row past the first costs a twentieth of a step, a draft forward a tenth: how deep to
+    // draft depends on how often drafts are expected to be taken.
+    let costs = || vec![(1, 1.0), (2, 1.05), (64, 4.15)];
+    let depth = |top1: f64| {
+        let mut p = with_top1(policy(costs(), 0.1), top1);
+        tree_of(p.plan(100, &chain_rows, 0, None)).map(|t| t.depth + 1)
+    };
+    let (low, mid, high) = (depth(0.3), depth(0.6), depth(0.95));
+    assert!(
+        low.unwrap_or(0) < mid.unwrap() && mid < high,
+        "{low:?} {mid:?} {high:?}"
+    );
+    assert_eq!(
+        high,
+        Some(5),
+        "a head that is nearly always right: the deepest tree"
+    );
+    // The first round drafts even though the head must first see the prompt: that is paid once.
+    let mut p = with_top1(policy(costs(), 0.1), 0.95);
+    assert_eq!(
+        tree_of(p.plan(100, &chain_rows, 100, None)).map(|t| t.depth + 1),
+        high
+    );
+    // The same head when drafting costs a step per forward: plain decoding from the start.
+    let mut dear = with_top1(policy(costs(), 1.0), 0.6);
+    assert_eq!(dear.plan(100, &chain_rows, 0, None), Plan::Plain);
+}
+
+#[test]
+fn a_depth_not_yet_drafted_is_predicted_from_the_measured_acceptance() {
+    // Without exploration, only a prediction can take the policy deeper than it has drafted.
+    let costs = vec![(1, 1.0), (2, 1.05), (64, 4.15)];
+    let mut p = with_top1(policy(costs, 0.1), 0.3);
+    p.options.explore_every = 0;
+    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+    assert_eq!(first.depth + 1, 1, "{first:?}");
+    // Every first child taken: the level counts never drafted, predicted by the ideal tree under
+    // the acceptance measured so far, now promise more, and each is drafted (and so measured)
+    // in turn.
+    let mut plan = first;
+    let mut levels = Vec::new();
+    for _ in 0..4 {
+        let (tree, scores) = drafted(plan);
+        let (cut, _, choice) = p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
+        p.observe_acceptance(&choice, &cut, &first_children(&cut));
+        p.observe_costs(&choice, 0.1 * choice.levels as f64, 1.0, 0.0);
+        plan = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+        levels.push(plan.depth + 1);
+    }
+    assert_eq!(levels, vec![2, 3, 4, 5]);
 }
 
 #[test]
