@@ -217,7 +217,7 @@ impl AutoTree {
 
     /// This policy with its head's acceptance statistics seeded from `prior` (the head's dev
     /// evaluation: [`AcceptancePrior::for_head_folder`]) instead of the generic prior. Meant for
-    /// a fresh policy: what it has observed so far is dropped.
+    /// a fresh policy: the acceptance it has counted so far is dropped.
     pub fn with_acceptance_prior(mut self, prior: &AcceptancePrior) -> Self {
         self.stats = Self::head_stats(&self.options, prior);
         self.best_cache.fill(None);

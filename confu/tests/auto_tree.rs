@@ -240,10 +240,9 @@ fn a_trained_head_seeds_the_policy_with_its_dev_evaluation() {
             .unwrap();
     let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
     // Step 0's top-1 over the dev categories, weighted by their tokens, read here on its own.
-    let log: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("draft/log.json")).unwrap(),
-    )
-    .unwrap();
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("draft/log.json")).unwrap())
+            .unwrap();
     let (mut hits, mut count) = (0.0, 0.0);
     for dev in log["dev"].as_array().unwrap() {
         let step = &dev["per_step"][0];
@@ -252,7 +251,10 @@ fn a_trained_head_seeds_the_policy_with_its_dev_evaluation() {
         count += n;
     }
     let top1 = hits / count;
-    assert_eq!(head.prior.source(), Some(dir.join("draft/log.json").as_path()));
+    assert_eq!(
+        head.prior.source(),
+        Some(dir.join("draft/log.json").as_path())
+    );
     assert!((head.prior.rate(1, 0) - top1).abs() < 1e-9);
     let mode = DraftMode::Eagle3 {
         head,
