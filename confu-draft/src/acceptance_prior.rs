@@ -86,8 +86,10 @@ impl AcceptancePrior {
 
     /// The prior recorded in `dir/log.json` by our trainer, if the folder has one with a dev
     /// evaluation per step (rates averaged over categories, weighted by their token counts).
-    /// `Ok(None)` when there is no such file, or it is a log without per-step dev results; an
-    /// error when the file cannot be read or parsed, or a rate or count is unusable.
+    /// Steps from the first that evaluated no dev token on are left out (deeper depths then use
+    /// the last step measured). `Ok(None)` when there is no such file, or it is a log without
+    /// per-step dev results; an error when the file cannot be read or parsed, or a rate is not
+    /// one.
     pub fn from_head_folder(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("log.json");
         if !path.is_file() {
@@ -99,7 +101,10 @@ impl AcceptancePrior {
         })?;
         let log: LogView = serde_json::from_str(&text).map_err(|e| Error::Format {
             path: path.clone(),
-            msg: format!("not a training log: {e}"),
+            msg: format!(
+                "not a training log of `confu train` ({e}); the head reads its dev evaluation \
+                 from this file: fix it, or move it out of the folder to use the generic prior"
+            ),
         })?;
         let steps = log.dev.iter().map(|d| d.per_step.len()).max().unwrap_or(0);
         if steps == 0 {
@@ -127,12 +132,13 @@ impl AcceptancePrior {
                 count += s.count;
             }
             if count == 0 {
-                return Err(bad(
-                    format!("dev[*].per_step[{k}].count"),
-                    "no dev token was evaluated at this step".into(),
-                ));
+                // A dev set too short for this many unrolled steps: the deeper steps are unknown.
+                break;
             }
             top1.push(hits / count as f64);
+        }
+        if top1.is_empty() {
+            return Ok(None);
         }
         Ok(Some(Self {
             top1,
@@ -237,9 +243,21 @@ mod tests {
         assert_eq!(AcceptancePrior::from_head_folder(&target).unwrap(), None);
         std::fs::remove_dir_all(target).unwrap();
         let broken = folder_with("{not json");
-        let e = AcceptancePrior::from_head_folder(&broken).unwrap_err();
-        assert!(e.to_string().contains("log.json"), "{e}");
+        let e = AcceptancePrior::from_head_folder(&broken)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.json") && e.contains("generic prior"), "{e}");
         std::fs::remove_dir_all(broken).unwrap();
+        // A step without dev tokens ends what is known; none at step 0 is no record.
+        let short = folder_with(
+            r#"{"dev": [{"per_step": [{"top1": 0.75, "count": 4}, {"top1": 0.0, "count": 0}]}]}"#,
+        );
+        let p = AcceptancePrior::from_head_folder(&short).unwrap().unwrap();
+        assert_eq!(p.top1(), &[0.75]);
+        std::fs::remove_dir_all(short).unwrap();
+        let empty = folder_with(r#"{"dev": [{"per_step": [{"top1": 0.0, "count": 0}]}]}"#);
+        assert_eq!(AcceptancePrior::from_head_folder(&empty).unwrap(), None);
+        std::fs::remove_dir_all(empty).unwrap();
         let out_of_range = folder_with(r#"{"dev": [{"per_step": [{"top1": 1.5, "count": 3}]}]}"#);
         let e = AcceptancePrior::from_head_folder(&out_of_range).unwrap_err();
         assert!(e.to_string().contains("dev[0].per_step[0].top1"), "{e}");
