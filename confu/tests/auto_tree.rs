@@ -185,16 +185,22 @@ fn sampled_auto_trees_match_vanilla_sampling() {
     );
 }
 
-#[test]
-fn sampled_lookup_rounds_match_vanilla_sampling() {
-    // The embedded testbed model: trained on the corpus, it repeats itself, so lookup chains are
-    // accepted at a low temperature (the fixtures' random models never copy).
+/// The embedded testbed model's folder, its target and its EAGLE-3 head.
+fn testbed() -> (std::path::PathBuf, TargetModel<Cpu>, Arc<Eagle3Head<Cpu>>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testbed");
     let target =
         TargetModel::<Cpu>::load(&dir.join("target"), backend_cpu::ops(), &Default::default())
             .unwrap();
-    let tokenizer = confu_model::Tokenizer::from_file(&dir.join("target/tokenizer.json")).unwrap();
     let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
+    (dir, target, head)
+}
+
+#[test]
+fn sampled_lookup_rounds_match_vanilla_sampling() {
+    // The embedded testbed model: trained on the corpus, it repeats itself, so lookup chains are
+    // accepted at a low temperature (the fixtures' random models never copy).
+    let (dir, target, head) = testbed();
+    let tokenizer = confu_model::Tokenizer::from_file(&dir.join("target/tokenizer.json")).unwrap();
     let vanilla = Engine::new(target.clone());
     // The prompt and its greedy continuation, which loops: its next tokens occurred before.
     let mut prompt = tokenizer.encode("fn main() {").unwrap();
@@ -234,11 +240,7 @@ fn sampled_lookup_rounds_match_vanilla_sampling() {
 #[test]
 fn a_trained_head_seeds_the_policy_with_its_dev_evaluation() {
     // The embedded testbed's heads keep the `log.json` their training wrote.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testbed");
-    let target =
-        TargetModel::<Cpu>::load(&dir.join("target"), backend_cpu::ops(), &Default::default())
-            .unwrap();
-    let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
+    let (dir, target, head) = testbed();
     // Step 0's top-1 over the dev categories, weighted by their tokens, read here on its own.
     let log: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("draft/log.json")).unwrap())
