@@ -1,10 +1,12 @@
 //! [`CpuOps`]: the CPU's overrides of [`confu_core::Ops`], where burn's general kernels are slower
 //! at decode shapes or batch-dependent. Each is a kernel module of this crate: [`crate::gemv`]
 //! (linear; many rows in `gemm`), [`crate::attention`], [`crate::rope`], [`crate::rowwise`]
-//! (RMSNorm, SwiGLU), [`crate::cache_write`].
+//! (RMSNorm, SwiGLU), [`crate::cache_write`]; and [`crate::WarmPool`], the threads kept polling
+//! between a decode loop's passes.
 
 use burn::tensor::{Bool, Tensor};
 use confu_core::Ops;
+use confu_core::WarmThreads;
 
 use crate::Cpu;
 
@@ -13,6 +15,10 @@ use crate::Cpu;
 pub struct CpuOps;
 
 impl Ops<Cpu> for CpuOps {
+    fn warm_threads(&self) -> Option<Box<dyn WarmThreads>> {
+        Some(Box::new(crate::WarmPool::new()))
+    }
+
     fn linear(&self, x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
         crate::gemv::linear(x, w)
     }

@@ -1,7 +1,8 @@
 //! # backend-cpu
 //!
 //! The CPU backend of confu: burn-flex (pure Rust, SIMD, rayon) as the concrete burn backend, the
-//! device type, and [`CpuOps`], the CPU's overrides of [`confu_core::Ops`].
+//! device type, [`CpuOps`], the CPU's overrides of [`confu_core::Ops`], and [`WarmPool`], the
+//! pool's workers kept polling while a decode loop runs.
 
 use std::sync::Arc;
 
@@ -24,11 +25,13 @@ mod rope;
 mod rowwise;
 mod tiles;
 mod tiles_avx512;
+mod warm_pool;
 mod weight_elem;
 
 pub use allocator::keep_freed_memory;
 pub use cpu_ops::CpuOps;
 pub use gemv::GEMV_MAX_ROWS;
+pub use warm_pool::{WarmPool, IDLE_LIMIT};
 
 /// The concrete burn backend.
 pub type Cpu = burn::backend::Flex;

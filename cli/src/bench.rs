@@ -233,7 +233,15 @@ impl Job for DecodeArgs {
             "measuring: {} warm-up + {} runs of prefill {} + decode {}",
             self.warmup, self.runs, self.prompt_len, self.new_tokens
         );
+        // As generation runs: the backend's threads kept ready between passes.
+        let warm = model.ops().warm_threads();
+        let beat = || {
+            if let Some(w) = &warm {
+                w.beat();
+            }
+        };
         for run in 0..self.warmup + self.runs {
+            beat();
             let mut cache = model.new_cache(0, total);
             let t = Instant::now();
             let out = model.forward_causal(&mut cache, &prompt, LogitRows::Last, &[])?;
@@ -242,6 +250,7 @@ impl Job for DecodeArgs {
             let t = Instant::now();
             let mut token = 1u32;
             for _ in 0..self.new_tokens {
+                beat();
                 let out = model.forward_causal(&mut cache, &[token], LogitRows::Last, &[])?;
                 let logits: Vec<f32> = out.logits.expect("requested").to_host();
                 token = confu_core::sampling::argmax(&logits) as u32;

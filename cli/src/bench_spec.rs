@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor};
 use clap::Args;
-use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
+use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Ops, Result, WarmThreads};
 use confu_draft::{DraftConfig, Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
@@ -49,10 +49,30 @@ pub struct SpecArgs {
     pub device: String,
 }
 
+thread_local! {
+    /// The backend's threads kept ready while the benchmark runs, as in generation
+    /// ([`confu_core::Ops::warm_threads`]); every timed pass beats it.
+    static WARM: std::cell::RefCell<Option<Box<dyn WarmThreads>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn beat() {
+    WARM.with_borrow(|w| {
+        if let Some(w) = w {
+            w.beat();
+        }
+    });
+}
+
 fn median_of(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    beat();
     f()?; // warm-up
     Ok(median(
-        (0..runs).map(|_| f()).collect::<Result<Vec<f64>>>()?,
+        (0..runs)
+            .map(|_| {
+                beat();
+                f()
+            })
+            .collect::<Result<Vec<f64>>>()?,
     ))
 }
 
@@ -70,6 +90,7 @@ fn time_verify<B: Backend>(
     taps: &[Tap],
 ) -> Result<f64> {
     let prefix = cache.len();
+    beat();
     let t = Instant::now();
     let v = verify_tree(target, cache, tree, taps)?;
     std::hint::black_box(v.logits.len());
@@ -105,6 +126,7 @@ impl Job for SpecArgs {
             return Err(Error::invalid("prompt-len", 0, "must be >= 1"));
         }
         let (_, target) = self.target.load(ops.clone(), &device)?;
+        WARM.set(ops.warm_threads());
         let head = Arc::new(match &self.draft {
             Some(dir) => Eagle3Head::load(dir, &target)?,
             None => Eagle3Head::random(DraftConfig::for_target(target.config()), 1, &target)?,

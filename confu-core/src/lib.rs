@@ -31,7 +31,7 @@ pub use fs::write_atomic;
 pub use host::{host_rows, ToHost};
 pub use index::{id_tensor, index_tensor};
 pub use kv_cache::{DenseKvCache, KvCache};
-pub use ops::{Ops, PortableOps};
+pub use ops::{Ops, PortableOps, WarmThreads};
 pub use rope::{RopeConfig, RopeScaling};
 pub use sampling::{Sampler, SamplingParams};
 pub use tree::DraftTree;

@@ -11,11 +11,26 @@ use burn::tensor::{
     Bool, Tensor,
 };
 
+/// A guard from [`Ops::warm_threads`]: while it lives, the backend's worker threads poll for work
+/// instead of parking, so the next pass does not wait for them to wake.
+pub trait WarmThreads: Send {
+    /// The loop is still running (a guard may stop polling after a stretch without beats or
+    /// work, and a beat starts it again).
+    fn beat(&self);
+}
+
 /// Model-level operations over burn tensors. Every method has a portable body.
 ///
 /// Shapes use the batch-free layout of one sequence: activations are `[rows, features]`, attention
 /// heads are `[heads, rows, head_dim]`, linear weights keep the Hugging Face `[out, in]` layout.
 pub trait Ops<B: Backend>: Send + Sync + Debug {
+    /// Keep the backend's worker threads ready for the next kernel while a decode loop runs its
+    /// sequential parts between passes (`None`: the backend has nothing to keep warm). The loop
+    /// calls [`WarmThreads::beat`] every round and drops the guard when it ends.
+    fn warm_threads(&self) -> Option<Box<dyn WarmThreads>> {
+        None
+    }
+
     /// `x @ w^T` for `x: [rows, in]`, `w: [out, in]`.
     fn linear(&self, x: Tensor<B, 2>, w: &Tensor<B, 2>) -> Tensor<B, 2> {
         portable::linear(x, w)
