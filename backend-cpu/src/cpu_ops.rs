@@ -16,7 +16,7 @@ pub struct CpuOps;
 
 impl Ops<Cpu> for CpuOps {
     fn warm_threads(&self) -> Option<Box<dyn WarmThreads>> {
-        Some(Box::new(crate::WarmPool::new()))
+        crate::warm_pool::polling_enabled().then(|| Box::new(crate::WarmPool::new()) as _)
     }
 
     fn linear(&self, x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {

@@ -15,17 +15,34 @@
 //! [`WarmThreads::beat`] for [`IDLE_LIMIT`]: a loop stuck in long sequential work (a slow
 //! consumer of streamed tokens) does not keep cores spinning, and a task that a worker picked up
 //! while it waited inside another job (several loops sharing one pool) holds that job back for
-//! at most that long. The next beat starts the tasks again.
+//! at most that long. The next beat starts the tasks again. `CONFU_POLL=0` in the environment
+//! turns polling off for the process ([`POLL_VAR`]), where other processes need the cores.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use confu_core::WarmThreads;
 
 /// How long the polling tasks wait for a beat before they let their workers park.
 pub const IDLE_LIMIT: Duration = Duration::from_millis(2);
+
+/// The environment variable that turns polling off (`0`, `off`, `false` or `no`).
+pub const POLL_VAR: &str = "CONFU_POLL";
+
+/// Whether [`POLL_VAR`] leaves polling on (read once per process).
+pub(crate) fn polling_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        !std::env::var(POLL_VAR).is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "off" | "false" | "no"
+            )
+        })
+    })
+}
 
 thread_local! {
     /// Whether this worker runs a polling task (one task per worker: a second one picked up

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use confu_core::{Error, Ops, Result, RopeConfig, RopeScaling};
+use confu_core::{Error, Ops, Result, RopeConfig, RopeScaling, WarmThreads};
 use confu_model::{Architecture, LogitRows, ModelConfig, TargetModel};
 use rayon::prelude::*;
 
@@ -235,13 +235,8 @@ impl Job for DecodeArgs {
         );
         // As generation runs: the backend's threads kept ready between passes.
         let warm = model.ops().warm_threads();
-        let beat = || {
-            if let Some(w) = &warm {
-                w.beat();
-            }
-        };
         for run in 0..self.warmup + self.runs {
-            beat();
+            warm.beat();
             let mut cache = model.new_cache(0, total);
             let t = Instant::now();
             let out = model.forward_causal(&mut cache, &prompt, LogitRows::Last, &[])?;
@@ -250,7 +245,7 @@ impl Job for DecodeArgs {
             let t = Instant::now();
             let mut token = 1u32;
             for _ in 0..self.new_tokens {
-                beat();
+                warm.beat();
                 let out = model.forward_causal(&mut cache, &[token], LogitRows::Last, &[])?;
                 let logits: Vec<f32> = out.logits.expect("requested").to_host();
                 token = confu_core::sampling::argmax(&logits) as u32;

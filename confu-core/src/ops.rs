@@ -14,9 +14,18 @@ use burn::tensor::{
 /// A guard from [`Ops::warm_threads`]: while it lives, the backend's worker threads poll for work
 /// instead of parking, so the next pass does not wait for them to wake.
 pub trait WarmThreads: Send {
-    /// The loop is still running (a guard may stop polling after a stretch without beats or
-    /// work, and a beat starts it again).
+    /// The loop is still running (a guard may stop polling after a stretch without beats, and a
+    /// beat starts it again).
     fn beat(&self);
+}
+
+/// What [`Ops::warm_threads`] returns: beating it beats the guard, when there is one.
+impl WarmThreads for Option<Box<dyn WarmThreads>> {
+    fn beat(&self) {
+        if let Some(w) = self {
+            w.beat();
+        }
+    }
 }
 
 /// Model-level operations over burn tensors. Every method has a portable body.

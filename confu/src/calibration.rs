@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use confu_core::{DraftTree, KvCache, Result};
+use confu_core::{DraftTree, KvCache, Result, WarmThreads};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
 use confu_verify::{score, RowLayout};
 
@@ -55,9 +55,7 @@ pub fn calibrate<B: Backend>(
         let mut best = f64::INFINITY;
         for _ in 0..REPEATS {
             let layout = RowLayout::tree(cache.reserved(), cache.len(), &tree)?;
-            if let Some(w) = &warm {
-                w.beat();
-            }
+            warm.beat();
             let t = Instant::now();
             score(
                 target,

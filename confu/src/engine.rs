@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor};
 use confu_core::sampling::filtered_probs;
-use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Result, Sampler};
+use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Result, Sampler, WarmThreads};
 use confu_draft::{AutoTree, AutoTreeOptions, CostModel, Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
 use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance};
@@ -53,7 +53,8 @@ pub struct Engine<B: Backend> {
     mode: DraftMode<B>,
     /// `--tree auto`: the policy choosing every round's tree, shared by all generations.
     auto: Option<SharedAutoTree>,
-    /// Keep the backend's worker threads polling while a generation runs ([`confu_core::Ops::warm_threads`]).
+    /// Keep the backend's worker threads polling while a generation runs
+    /// ([`confu_core::Ops::warm_threads`]).
     warm_threads: bool,
 }
 
@@ -148,7 +149,8 @@ impl<B: Backend> Engine<B> {
     /// (default: yes). Polling spares each pass the wake-up of parked threads, which grows with
     /// the sequential work before the pass (on a 2-core host a sampled generation decoded 5 %
     /// faster with it, `docs/performance.md`), at the price of cores that stay busy during
-    /// generation: turn it off where other processes need those cores.
+    /// generation: turn it off where other processes need those cores (on the CPU backend,
+    /// `CONFU_POLL=0` in the environment turns it off for the whole process).
     pub fn with_warm_threads(mut self, on: bool) -> Self {
         self.warm_threads = on;
         self
@@ -209,14 +211,9 @@ impl<B: Backend> Engine<B> {
         let mut sampler = Sampler::new(config.sampling.clone())?;
         // The backend's threads stay ready between passes: the sequential parts of a round
         // (sampling, acceptance, the drafter's choices) would otherwise let them park.
-        let warm = self
-            .warm_threads
-            .then(|| self.target.ops().warm_threads())
-            .flatten();
-        let beat = || {
-            if let Some(w) = &warm {
-                w.beat();
-            }
+        let warm = match self.warm_threads {
+            true => self.target.ops().warm_threads(),
+            false => None,
         };
         let mut timings = Timings {
             prefill_tokens: prompt.len(),
@@ -233,7 +230,7 @@ impl<B: Backend> Engine<B> {
         let mut rounds: Vec<RoundTrace> = Vec::new();
         let decode_start = Instant::now();
         let stop_reason = loop {
-            beat();
+            warm.beat();
             let prefix = seq.cache.len();
             // A pending root that completes the output (or ends it) needs no forward.
             let root = seq.root;
@@ -261,7 +258,7 @@ impl<B: Backend> Engine<B> {
             let t0 = Instant::now();
             let tree = drafter.propose(&seq.context, root, room)?;
             let t1 = Instant::now();
-            beat();
+            warm.beat();
             let (layout, inputs) = drafter.pass(&self.target, &seq.cache, &tree)?;
             let input = match inputs {
                 Some(e) => ModelInput::Embeds(e),
@@ -271,7 +268,7 @@ impl<B: Backend> Engine<B> {
             check_finite(&scores.logits, &format!("round {}", rounds.len() + 1))?;
             let acceptance = accept(&tree, &scores.logits, &mut sampler);
             let t2 = Instant::now();
-            beat();
+            warm.beat();
             let (accepted, head_s) = self.update(
                 &mut seq,
                 drafter,

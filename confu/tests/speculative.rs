@@ -3,6 +3,7 @@
 //!   and several tree settings (a 1-node tree, budgets larger than the context left), with EAGLE-3
 //!   and prompt lookup. Verifying many rows at once may round differently from decoding one row,
 //!   so a divergence is tolerated only where the target's top-2 logit gap is below 1e-4, and named.
+//!   Vanilla decoding gives the same ids whether the pool's threads poll or park between passes.
 //! - Sampling: token distributions under speculative sampling match vanilla sampling (chi-square),
 //!   and the same check rejects a deliberately broken acceptance rule.
 
@@ -88,6 +89,13 @@ fn greedy_speculative_equals_vanilla() {
                 ..Default::default()
             };
             let want = vanilla.generate(prompt, &config, |_| {}).unwrap();
+            // Worker threads kept polling (the default) change when work runs, never what.
+            let parked = Engine::new(target.clone()).with_warm_threads(false);
+            let got = parked.generate(prompt, &config, |_| {}).unwrap();
+            assert_eq!(
+                got.generated_ids, want.generated_ids,
+                "{name}: vanilla with parked threads"
+            );
             for (label, mode) in &modes {
                 let engine = Engine::with_mode(target.clone(), mode.clone()).unwrap();
                 let got = engine.generate(prompt, &config, |_| {}).unwrap();
