@@ -10,9 +10,11 @@
 //!
 //! [`WarmPool`] broadcasts one polling task to every other worker of the current pool. The task
 //! runs pending jobs itself ([`rayon::yield_now`]), so kernels forked while it polls still run in
-//! parallel, and between jobs it yields its core to any other runnable thread (the wake-up it
-//! saves is the parking, not the yield: a yield to nobody returns at once). It ends when the guard is dropped, or when the guard's owner sent no
-//! [`WarmThreads::beat`] for [`IDLE_LIMIT`]: a loop stuck in long sequential work (a slow
+//! parallel. Between jobs it yields its core to any other runnable thread: what it saves is the
+//! parking, not the yield, and a yield to nobody returns at once.
+//!
+//! A task ends when the guard is dropped, or when the guard's owner sent no
+//! [`WarmThreads::beat`] for [`IDLE_LIMIT`]. So a loop stuck in long sequential work (a slow
 //! consumer of streamed tokens) does not keep cores spinning, and a task that a worker picked up
 //! while it waited inside another job (several loops sharing one pool) holds that job back for
 //! at most that long. The next beat starts the tasks again. `CONFU_POLL=0` in the environment
