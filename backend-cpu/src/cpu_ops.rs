@@ -16,7 +16,9 @@ pub struct CpuOps;
 
 impl Ops<Cpu> for CpuOps {
     fn warm_threads(&self) -> Option<Box<dyn WarmThreads>> {
-        crate::warm_pool::polling_enabled().then(|| Box::new(crate::WarmPool::new()) as _)
+        crate::polling_setting()
+            .unwrap_or(true)
+            .then(|| Box::new(crate::WarmPool::new()) as _)
     }
 
     fn linear(&self, x: Tensor<Cpu, 2>, w: &Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {

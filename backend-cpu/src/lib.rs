@@ -31,7 +31,7 @@ mod weight_elem;
 pub use allocator::keep_freed_memory;
 pub use cpu_ops::CpuOps;
 pub use gemv::GEMV_MAX_ROWS;
-pub use warm_pool::{WarmPool, IDLE_LIMIT, POLL_VAR};
+pub use warm_pool::{parse_poll, polling_setting, WarmPool, IDLE_LIMIT, POLL_VAR};
 
 /// The concrete burn backend.
 pub type Cpu = burn::backend::Flex;

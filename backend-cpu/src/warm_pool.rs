@@ -30,20 +30,33 @@ use confu_core::WarmThreads;
 /// How long the polling tasks wait for a beat before they let their workers park.
 pub const IDLE_LIMIT: Duration = Duration::from_millis(2);
 
-/// The environment variable that turns polling off (`0`, `off`, `false` or `no`).
+/// The environment variable that turns polling off (`0`, `off`, `false` or `no`; `1`, `on`,
+/// `true`, `yes` or unset leave it on).
 pub const POLL_VAR: &str = "CONFU_POLL";
 
-/// Whether [`POLL_VAR`] leaves polling on (read once per process).
-pub(crate) fn polling_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        !std::env::var(POLL_VAR).is_ok_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "off" | "false" | "no"
-            )
-        })
-    })
+/// What a value of [`POLL_VAR`] asks for: whether the workers poll; an error naming the
+/// variable for anything else.
+pub fn parse_poll(value: &str) -> confu_core::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "0" | "off" | "false" | "no" => Ok(false),
+        "1" | "on" | "true" | "yes" => Ok(true),
+        _ => Err(confu_core::Error::invalid(
+            POLL_VAR,
+            value,
+            "expected 0/off/false/no (workers park between passes) or 1/on/true/yes (they poll)",
+        )),
+    }
+}
+
+/// Whether [`POLL_VAR`] leaves polling on (unset: on), read once per process; an error for a
+/// value [`parse_poll`] does not know. Programs check it at startup (the `confu` CLI does); the
+/// backend itself keeps polling on when the value is unknown.
+pub fn polling_setting() -> confu_core::Result<bool> {
+    static VALUE: OnceLock<Option<String>> = OnceLock::new();
+    VALUE
+        .get_or_init(|| std::env::var(POLL_VAR).ok())
+        .as_deref()
+        .map_or(Ok(true), parse_poll)
 }
 
 thread_local! {
@@ -213,6 +226,21 @@ mod tests {
             assert_eq!(warm.polling(), 1);
             assert!(eventually(|| warm.polling() == 0));
         });
+    }
+
+    #[test]
+    fn poll_values_are_read_or_refused_by_name() {
+        for (v, on) in [
+            ("0", false),
+            (" Off ", false),
+            ("no", false),
+            ("1", true),
+            ("YES", true),
+        ] {
+            assert_eq!(parse_poll(v).unwrap(), on, "{v:?}");
+        }
+        let e = parse_poll("sometimes").unwrap_err().to_string();
+        assert!(e.contains(POLL_VAR) && e.contains("sometimes"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     backend_cpu::keep_freed_memory();
+    // A mistyped CONFU_POLL is refused here rather than silently read as "on".
+    if let Err(e) = backend_cpu::polling_setting() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = backend_cpu::on_pool(move || run(cli.command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
