@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use confu::{ConfuHead, DraftMode, Engine};
 use confu_core::{Error, Result};
-use confu_draft::{AutoTreeOptions, Eagle3Head, PromptLookup, TreeSettings};
+use confu_draft::{AutoTreeOptions, DraftSampling, Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::TargetModel;
 use confu_moe::ContemplateNodes;
 
@@ -43,9 +43,19 @@ pub struct DraftArgs {
     /// best-scoring nodes); overrides the folder's confu.json.
     #[arg(long, value_parser = parse_contemplate_nodes, allow_hyphen_values = true)]
     pub contemplate_nodes: Option<ContemplateNodes>,
+    /// At temperature > 0: `draw` proposes chains drawn from the head's distribution, accepted
+    /// by speculative sampling (`min(1, p/q)`), wherever the tree is a chain (`--tree auto`,
+    /// and fixed trees of top-k 1); `top` keeps EAGLE's rule (the head's top-k tokens, each
+    /// accepted with the target's probability). No effect on greedy decoding [default: draw].
+    #[arg(long, value_parser = parse_draft_sampling)]
+    pub draft_sampling: Option<DraftSampling>,
     /// Decode with the target alone, even with the embedded model (which drafts by default).
     #[arg(long, conflicts_with_all = ["draft", "draft_kind"])]
     pub vanilla: bool,
+}
+
+fn parse_draft_sampling(s: &str) -> std::result::Result<DraftSampling, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 fn parse_contemplate_nodes(s: &str) -> std::result::Result<ContemplateNodes, String> {
@@ -266,7 +276,8 @@ impl DraftArgs {
                 "applies to --tree auto only",
             ));
         }
-        let engine = Engine::with_mode(target.clone(), mode)?;
+        let engine = Engine::with_mode(target.clone(), mode)?
+            .with_draft_sampling(self.draft_sampling.unwrap_or_default());
         match self.tree() {
             TreeArg::Auto(options) => engine.with_auto_tree(options),
             TreeArg::Fixed(_) => Ok(engine),

@@ -9,12 +9,14 @@
 //! - [`rope`]: rotary embeddings with explicit positions and llama3 scaling;
 //! - [`DraftTree`]: the topology of a speculative tree (parents, depths, root-to-leaf paths);
 //! - [`sampling`]: temperature / top-k / top-p with a seeded RNG, validated parameters;
+//! - [`DrawnFrom`]: the distribution a drafted token was drawn from, for speculative sampling;
 //! - [`Error`]: the one error type; nothing a user can get wrong panics;
 //! - [`write_atomic`] and [`index_tensor`]: the one atomic file write and the one host-index helper.
 //!
 //! Nothing here names a concrete backend: components are generic over burn's `Backend`.
 
 pub mod contemplate_visibility;
+pub mod drawn;
 pub mod error;
 pub mod fs;
 pub mod host;
@@ -26,6 +28,7 @@ pub mod sampling;
 pub mod tree;
 pub mod visibility;
 
+pub use drawn::DrawnFrom;
 pub use error::{Error, Result};
 pub use fs::write_atomic;
 pub use host::{host_rows, ToHost};

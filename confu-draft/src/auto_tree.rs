@@ -24,8 +24,10 @@
 //! rather than the largest tree; and when the trees it drafts are accepted more than the prior
 //! said, the deeper level counts it has not drafted predict more too, and are drafted in turn.
 //! The ideal tree is optimistic (real draft scores misrank nodes), so a level count is drafted
-//! and measured rather than ruled out unseen. The fresh policy's first round does not charge the
-//! head's pass over the prompt to the tree: every later tree of the sequence needs it anyway.
+//! and measured rather than ruled out unseen. A sequence's first tree also runs the head over the
+//! prompt, which every later tree of the sequence needs: charged to one round, a long prompt's
+//! pass would keep plain decoding ahead for the whole sequence even where trees pay, so that
+//! pass is weighed against what trees save over the tokens left ([`CatchUp`]).
 //!
 //! `E` of a cut is the sum over its nodes of the probability of reaching them, each the product
 //! of `rate(depth, rank)` along its path. Every `explore_every` rounds the policy drafts one level
@@ -57,12 +59,14 @@ use crate::cost_model::CostModel;
 use crate::lookup::{LookupMatch, PromptLookup};
 use crate::tree::{DraftTree, TreeSettings};
 
+mod catch_up;
 mod cut;
 mod ideal;
 mod lookup_rounds;
 #[cfg(test)]
 mod tests;
 
+pub use catch_up::CatchUp;
 use cut::score_order;
 pub use cut::top_nodes;
 use ideal::ideal_expected;
@@ -304,35 +308,15 @@ impl AutoTree {
         }
     }
 
-    /// `rate`, the best predicted rate drafting `levels` levels, when the round must first run
-    /// the head over `deferred` positions (after plain and lookup rounds): that catch-up is paid
-    /// by this round, so its tokens come at the round's cost plus the catch-up's.
-    fn after_catch_up(
-        &self,
-        rate: f64,
-        levels: usize,
-        rows: &dyn Fn(usize) -> usize,
-        deferred: usize,
-    ) -> f64 {
-        let catch_up = self.costs.catch_up(deferred);
-        match self.rate_at(levels, rows) {
-            Some((_, n)) if catch_up > 0.0 => {
-                let cost = self.costs.round(levels, rows(n));
-                rate * cost / (cost + catch_up)
-            }
-            _ => rate,
-        }
-    }
-
     /// What to do this round, within `room` nodes and positions: plain decoding, a cut of the
     /// prompt-lookup `chain` (when the text had one), or a head tree. `rows(n)` is the
-    /// verification rows of `n` head-drafted nodes for this drafter; `deferred` is the positions
-    /// the head would have to catch up on before drafting.
+    /// verification rows of `n` head-drafted nodes for this drafter; `catch_up` is the head's
+    /// pass a tree would have to run first.
     pub fn plan(
         &mut self,
         room: usize,
         rows: &dyn Fn(usize) -> usize,
-        deferred: usize,
+        catch_up: CatchUp,
         chain: Option<&LookupMatch>,
     ) -> Plan {
         let max = self.options.max.within(room);
@@ -342,10 +326,6 @@ impl AutoTree {
             max.depth + 1
         };
         self.rounds += 1;
-        // A fresh policy knows the head only by its prior, and drafting is how it learns more: a
-        // tree the prior predicts to pay is drafted even though its round must also run the head
-        // over the prompt (which every later tree of the sequence would need anyway).
-        let deferred = if self.rounds == 1 { 0 } else { deferred };
         let explore = self.options.explore_every > 0
             && self.rounds.is_multiple_of(self.options.explore_every);
         let plain = 1.0 / self.costs.round(0, 1);
@@ -357,7 +337,7 @@ impl AutoTree {
         let best = self
             .best_drafted(max_levels, rows)
             .map(|(rate, l)| match rate > undrafted {
-                true => (self.after_catch_up(rate, l, rows, deferred), l),
+                true => (self.after_catch_up(rate, l, rows, catch_up, plain), l),
                 false => (rate, l),
             });
         let levels = match best {
@@ -374,7 +354,7 @@ impl AutoTree {
                 let probe = self.options.explore_every > 0
                     && self.since_probe >= self.probe_wait
                     && self.options.probe_share * plain_time
-                        >= self.costs.catch_up(deferred) + self.costs.draft(l);
+                        >= self.costs.catch_up(catch_up.positions) + self.costs.draft(l);
                 if probe {
                     (self.since_probe, self.probing) = (0, true);
                 }

@@ -1,8 +1,8 @@
 //! What a speculative round costs on this device with this model: verification seconds against
 //! the number of target rows (tree nodes plus ConFu's `[con]` rows), drafting seconds against the
-//! number of draft forwards (one per level of nodes below the root), and the update after
-//! acceptance. Seeded by a calibration at load (a few target
-//! passes of chosen sizes) and refined online from every round's measured phases, with an
+//! number of levels of nodes below the root (one expansion step per level after the first), and
+//! the update after acceptance. Seeded by a calibration at load (a few target passes of chosen
+//! sizes) and refined online from every round's measured phases, with an
 //! exponential moving average so that one slow round (a page fault, another process) moves it
 //! only a little.
 //!
@@ -38,7 +38,8 @@ pub struct CostModel {
 }
 
 /// The share of a one-row verification that one draft expansion step is assumed to cost until a
-/// round measures it (an EAGLE-3 head is one decoder layer and an `lm_head`).
+/// round measures it (an EAGLE-3 head is one decoder layer and an `lm_head`). A tree of `L`
+/// levels takes `L - 1` steps: the first level comes with the head's pass in the update.
 const DRAFT_STEP_PRIOR: f64 = 0.25;
 /// The share of a one-row verification that the update after a speculative round is assumed to
 /// cost until measured.
@@ -106,22 +107,34 @@ impl CostModel {
         lo.1 + slope * (rows - lo.0)
     }
 
-    /// Seconds to draft a tree with `forwards` draft forwards (0: nothing is drafted).
-    pub fn draft(&self, forwards: usize) -> f64 {
-        if forwards == 0 {
+    /// Seconds to draft a tree of `levels` levels below the root (0: nothing is drafted). The
+    /// first level's distribution comes from the head's pass over the accepted positions, timed
+    /// with the update (or the catch-up); each deeper level is one expansion step. So a count
+    /// not yet measured is predicted from the nearest measured one per expansion step (a lone
+    /// level-1 measurement is the drafting's fixed part, deeper levels adding the prior step),
+    /// or from the prior step alone.
+    pub fn draft(&self, levels: usize) -> f64 {
+        if levels == 0 {
             return 0.0;
         }
-        let f = forwards.min(self.draft.len());
+        let steps = (levels - 1) as f64;
+        let prior_step = DRAFT_STEP_PRIOR * self.verify(1);
+        let from = |m: usize, s: f64| match (m, levels) {
+            (m, l) if m == l => s,
+            (_, 1) => 0.0,
+            (1, _) => s + prior_step * steps,
+            (m, _) => s * steps / (m - 1) as f64,
+        };
+        let f = levels.min(self.draft.len());
         if let Some(s) = self.draft[f - 1] {
-            return s * forwards as f64 / f as f64;
+            return from(f, s);
         }
-        // The nearest measured count, scaled.
         let nearest = (1..=self.draft.len())
             .filter_map(|m| self.draft[m - 1].map(|s| (m, s)))
-            .min_by_key(|&(m, _)| m.abs_diff(forwards));
+            .min_by_key(|&(m, _)| m.abs_diff(levels));
         match nearest {
-            Some((m, s)) => s * forwards as f64 / m as f64,
-            None => DRAFT_STEP_PRIOR * self.verify(1) * forwards as f64,
+            Some((m, s)) => from(m, s),
+            None => prior_step * steps,
         }
     }
 
@@ -169,8 +182,14 @@ impl CostModel {
         if a == 0.0 || !(draft_s.is_finite() && verify_s.is_finite() && update_s.is_finite()) {
             return;
         }
+        // A shape's first measurement moves its prediction (the prior, or a neighbour scaled)
+        // by `alpha` like any later one rather than replacing it: the first drafted rounds of a
+        // sequence run on caches the prefill left cold (the testbed's first round measured its
+        // update at twice the steady cost), and where drafting is rare (T = 1) one such round
+        // would otherwise keep the policy from drafting for hundreds of rounds.
         if forwards > 0 && forwards <= self.draft.len() {
-            self.draft[forwards - 1] = ema(self.draft[forwards - 1], draft_s);
+            let prior = self.draft(forwards);
+            self.draft[forwards - 1] = ema(self.draft[forwards - 1].or(Some(prior)), draft_s);
         }
         if rows == 1 && verify_s > 0.0 {
             self.scale += a * (verify_s / self.curve(1) - self.scale);
@@ -182,7 +201,8 @@ impl CostModel {
             }
         }
         if forwards > 0 && rows > 1 {
-            self.update_spec = ema(self.update_spec, update_s);
+            let prior = self.update(true);
+            self.update_spec = ema(self.update_spec.or(Some(prior)), update_s);
         } else {
             self.update_plain = ema(self.update_plain, update_s);
         }
@@ -207,14 +227,39 @@ mod tests {
     fn draft_cost_scales_from_the_nearest_measured_count() {
         let mut m = CostModel::new(vec![(1, 1.0)], 6, 0.5);
         assert_eq!(m.draft(0), 0.0);
-        // Prior: a quarter of a one-row verification per forward.
-        assert_eq!(m.draft(4), 1.0);
-        m.observe(4, 10, 2.0, 4.0, 0.5);
-        assert_eq!(m.draft(4), 2.0);
-        assert_eq!(m.draft(6), 3.0);
-        assert_eq!(m.draft(8), 4.0, "past the table: proportional");
-        m.observe(4, 10, 4.0, 4.0, 0.5);
-        assert_eq!(m.draft(4), 3.0, "moving average with alpha 0.5");
+        assert_eq!(
+            m.draft(1),
+            0.0,
+            "one level: its distribution came with the update"
+        );
+        // Prior: a quarter of a one-row verification per expansion step.
+        assert_eq!(m.draft(4), 0.75);
+        // The first measurement moves the prediction by alpha, as later ones do.
+        m.observe(4, 10, 2.25, 4.0, 0.5);
+        assert_eq!(m.draft(4), 1.5);
+        assert_eq!(m.draft(6), 2.5, "per expansion step: 1.5 for 3 steps");
+        assert_eq!(m.draft(8), 3.5, "past the table: per step");
+        assert_eq!(m.draft(1), 0.0);
+        m.observe(4, 10, 3.5, 4.0, 0.5);
+        assert_eq!(m.draft(4), 2.5, "moving average with alpha 0.5");
+        // A count measured for the first time starts from its neighbour's per-step prediction.
+        m.observe(2, 10, 0.5, 4.0, 0.5);
+        assert!((m.draft(2) - 0.5 * (2.5 / 3.0 + 0.5)).abs() < 1e-12);
+        // A lone level-1 measurement is the fixed part; deeper levels add the prior step.
+        let mut m = CostModel::new(vec![(1, 1.0)], 6, 1.0);
+        m.observe(1, 2, 0.01, 1.1, 0.2);
+        assert_eq!(m.draft(1), 0.01);
+        assert!((m.draft(3) - (0.01 + 2.0 * 0.25)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_slow_first_round_moves_the_update_by_alpha() {
+        let mut m = CostModel::new(vec![(1, 1.0), (2, 1.1)], 4, 0.1);
+        let prior = m.update(true);
+        assert_eq!(prior, UPDATE_PRIOR);
+        // A cold first round at ten times the prior.
+        m.observe(1, 2, 0.1, 1.1, 10.0 * prior);
+        assert!((m.update(true) - 1.9 * prior).abs() < 1e-12);
     }
 
     #[test]

@@ -11,14 +11,15 @@ use std::time::Instant;
 use confu_core::ToHost;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{index_tensor, DenseKvCache, Error, KvCache, Ops, Result, Visibility};
+use confu_core::{index_tensor, DenseKvCache, DrawnFrom, Error, KvCache, Ops, Result, Visibility};
 
 use confu_moe::SlotGain;
 
-use crate::auto_tree::{AutoChoice, AutoTree, Plan};
+use crate::auto_tree::{AutoChoice, AutoTree, CatchUp, Plan};
+use crate::draft_sampling::DraftDraws;
 use crate::head::Eagle3Head;
 use crate::lookup::LookupMatch;
-use crate::tree::{build_scored_tree, log_softmax, DraftTree, FrontierNode, TreeSettings};
+use crate::tree::{build_picked_tree, log_softmax, top_k, DraftTree, FrontierNode, TreeSettings};
 
 /// EAGLE-3 drafting state for one sequence.
 #[derive(Debug)]
@@ -36,6 +37,10 @@ pub struct Eagle3Drafter<B: Backend> {
     scores: Vec<f32>,
     /// Real positions observed but not yet run through the head ([`Self::defer`]).
     pending: Vec<(Tensor<B, 2>, Vec<u32>)>,
+    /// Drawing chains from the head's distribution ([`Self::set_draws`]), and the distribution
+    /// each node of the last tree was drawn from (empty: every node picked by top-k).
+    draws: Option<DraftDraws>,
+    drawn: Vec<Option<DrawnFrom>>,
 }
 
 impl<B: Backend> Eagle3Drafter<B> {
@@ -65,7 +70,21 @@ impl<B: Backend> Eagle3Drafter<B> {
             slot: false,
             scores: Vec::new(),
             pending: Vec::new(),
+            draws: None,
+            drawn: Vec::new(),
         }
+    }
+
+    /// Draw chains from the head's distribution ([`DraftDraws`]) where a tree is a chain
+    /// (top-k 1, and every `--tree auto` tree), or pick the top-k everywhere (`None`).
+    pub fn set_draws(&mut self, draws: Option<DraftDraws>) {
+        self.draws = draws;
+    }
+
+    /// The distribution each node of the last tree was drawn from (root first; empty when its
+    /// nodes were picked by top-k), for the verifier's speculative-sampling rule.
+    pub fn drawn(&self) -> &[Option<DrawnFrom>] {
+        &self.drawn
     }
 
     /// Set ConFu's future slot for this round (before [`Self::extend`] with the round's new real
@@ -192,17 +211,36 @@ impl<B: Backend> Eagle3Drafter<B> {
         chain: Option<&LookupMatch>,
     ) -> Result<(DraftTree, AutoChoice)> {
         let deferred = self.pending.iter().map(|(_, n)| n.len()).sum();
-        let settings = match (auto.plan(room, rows, deferred, chain), chain) {
+        // The head has not run in this sequence: its pass covers the prompt. `room` counts the
+        // largest tree beyond the tokens left.
+        let catch_up = match self.cache.is_empty() {
+            true => CatchUp::first(
+                deferred,
+                room.saturating_sub(auto.options().max.total_tokens),
+            ),
+            false => CatchUp::deferred(deferred),
+        };
+        let settings = match (auto.plan(room, rows, catch_up, chain), chain) {
             (Plan::Tree(settings), _) => settings,
             (Plan::Lookup { drafts }, Some(chain)) => {
                 let (cut, choice) = auto.lookup_choice(chain, drafts);
                 self.scores = vec![0.0; cut.len()];
+                self.drawn.clear();
                 return Ok((cut, choice));
             }
             _ => {
                 self.scores = vec![0.0];
+                self.drawn.clear();
                 return Ok((DraftTree::root_only(root), auto.plain_choice()));
             }
+        };
+        // Drawn drafts are verified as chains (`draft_sampling.rs`).
+        let settings = match self.draws {
+            Some(_) => TreeSettings {
+                top_k: 1,
+                ..settings
+            },
+            None => settings,
         };
         let start = Instant::now();
         self.flush()?;
@@ -212,6 +250,8 @@ impl<B: Backend> Eagle3Drafter<B> {
         }
         let tree = self.draft_tree(root, settings)?;
         let (cut, scores, choice) = auto.choose(&tree, &self.scores, settings.depth + 1, rows);
+        // A chain is cut to a prefix, and by depth alone: the kept nodes keep their indices.
+        self.drawn.truncate(cut.len());
         self.scores = scores;
         Ok((
             cut,
@@ -242,14 +282,26 @@ impl<B: Backend> Eagle3Drafter<B> {
         let ops = self.ops.clone();
         let (reserved, slot) = (self.cache.reserved(), self.slot);
         let cache = &mut self.cache;
+        let mut draws = self.draws.as_mut().filter(|_| settings.top_k == 1);
+        let mut drawn = vec![None];
+        let vocab = &head.vocab;
+        let pick = |logp: &[f32], k: usize| match draws.as_mut() {
+            Some(d) => {
+                let (x, q) = d.draw(logp, |i| vocab.target_id(i));
+                drawn.push(Some(q));
+                vec![x]
+            }
+            None => top_k(logp, k),
+        };
         // Per frontier slot: the state its children read, and the cache slots of its ancestors.
         let mut states: Option<Tensor<B, 2>> = None;
         let mut ancestors: Vec<Vec<usize>> = Vec::new();
-        let tree = build_scored_tree(
+        let tree = build_picked_tree(
             root,
             &self.last_logp,
             settings,
-            |i| head.vocab.target_id(i),
+            |i| vocab.target_id(i),
+            pick,
             |step, frontier: &[FrontierNode]| {
                 let n = frontier.len();
                 let device = last_hidden.device();
@@ -299,6 +351,12 @@ impl<B: Backend> Eagle3Drafter<B> {
         // Expansion entries are never kept.
         self.cache.truncate(real)?;
         let (tree, scores) = tree?;
+        // A drawn chain keeps a prefix of its levels: node `i` is the `i`-th draw.
+        drawn.truncate(tree.len());
+        if drawn.len() > 1 {
+            debug_assert!((1..tree.len()).all(|i| tree.parents[i] == Some(i - 1)));
+        }
+        self.drawn = if drawn.len() > 1 { drawn } else { Vec::new() };
         self.scores = scores;
         Ok(tree)
     }

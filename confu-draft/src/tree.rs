@@ -115,6 +115,20 @@ pub fn build_scored_tree(
     root_logp: &[f32],
     settings: TreeSettings,
     to_target: impl Fn(usize) -> u32,
+    expand: impl FnMut(usize, &[FrontierNode]) -> Result<Vec<Vec<f32>>>,
+) -> Result<(DraftTree, Vec<f32>)> {
+    build_picked_tree(root, root_logp, settings, to_target, top_k, expand)
+}
+
+/// [`build_scored_tree`] with the children of each node chosen by `pick(logp, k)` (draft ids,
+/// in draft order; at most `k`) instead of the top `k`: drawn chains
+/// ([`crate::DraftDraws`]) pick one child at random.
+pub fn build_picked_tree(
+    root: u32,
+    root_logp: &[f32],
+    settings: TreeSettings,
+    to_target: impl Fn(usize) -> u32,
+    mut pick: impl FnMut(&[f32], usize) -> Vec<usize>,
     mut expand: impl FnMut(usize, &[FrontierNode]) -> Result<Vec<Vec<f32>>>,
 ) -> Result<(DraftTree, Vec<f32>)> {
     settings.validate()?;
@@ -127,7 +141,7 @@ pub fn build_scored_tree(
     let mut tokens: Vec<u32> = Vec::new();
     let mut parent: Vec<usize> = Vec::new();
 
-    let first = top_k(root_logp, k);
+    let first = pick(root_logp, k);
     let mut frontier_scores: Vec<f32> = first.iter().map(|&i| root_logp[i]).collect();
     let mut frontier_cands: Vec<usize> = Vec::with_capacity(k);
     let mut frontier: Vec<FrontierNode> = Vec::with_capacity(k);
@@ -156,12 +170,14 @@ pub fn build_scored_tree(
         }
         let base = scores.len();
         let mut child_tokens = Vec::with_capacity(k * k);
+        let mut child_slots = Vec::with_capacity(k * k);
         for (slot, logp) in logps.iter().enumerate() {
-            for c in top_k(logp, k) {
+            for c in pick(logp, k) {
                 scores.push(logp[c] + frontier_scores[slot]);
                 tokens.push(to_target(c));
                 parent.push(frontier_cands[slot] + 1);
                 child_tokens.push(to_target(c));
+                child_slots.push(slot);
             }
         }
         let kk = scores.len() - base;
@@ -170,7 +186,7 @@ pub fn build_scored_tree(
             .iter()
             .map(|&b| FrontierNode {
                 token: child_tokens[b],
-                parent_slot: Some(b / k),
+                parent_slot: Some(child_slots[b]),
             })
             .collect();
         frontier_scores = best.iter().map(|&b| scores[base + b]).collect();

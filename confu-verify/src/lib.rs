@@ -12,7 +12,7 @@ pub mod contemplate;
 pub mod row_layout;
 pub mod verify;
 
-pub use acceptance::{evaluate_posterior, greedy_accept, sample_accept, Acceptance};
+pub use acceptance::{accept, evaluate_posterior, greedy_accept, sample_accept, Acceptance};
 pub use contemplate::{covered_nodes, future_source, Contemplator, PrefillFuture};
 pub use row_layout::{RowKind, RowLayout};
 pub use verify::{compact_to_path, score, verify_tree, Scores};

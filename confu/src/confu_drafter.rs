@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Ops, Result};
-use confu_draft::{AutoChoice, Eagle3Drafter, Eagle3Head, TreeSettings};
+use confu_core::{DenseKvCache, DraftTree, DrawnFrom, Error, KvCache, Ops, Result, SamplingParams};
+use confu_draft::{AutoChoice, DraftSampling, Eagle3Drafter, Eagle3Head, TreeSettings};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams, ContemplateNodes};
 use confu_verify::{future_source, Contemplator, RowLayout};
 
 use crate::auto_round::{started, AutoRound, SharedAutoTree};
-use crate::drafting::{missing_taps, Drafter, Observation, Pass};
+use crate::drafting::{drawn, missing_taps, set_draws, Drafter, Observation, Pass};
 use crate::generation::RoundTrace;
 
 /// A loaded ConFu draft folder: the official EAGLE-3 layout plus `confu.json` and
@@ -109,6 +109,7 @@ pub struct ConfuProposer<B: Backend> {
     covered: Vec<usize>,
     future_node: Option<usize>,
     auto: AutoRound,
+    sampling: DraftSampling,
 }
 
 impl<B: Backend> ConfuProposer<B> {
@@ -125,7 +126,14 @@ impl<B: Backend> ConfuProposer<B> {
             covered: Vec::new(),
             future_node: None,
             auto: AutoRound::default(),
+            sampling: DraftSampling::default(),
         }
+    }
+
+    /// Which drafts to propose when the target samples (default: chains drawn from the head).
+    pub fn with_draft_sampling(mut self, sampling: DraftSampling) -> Self {
+        self.sampling = sampling;
+        self
     }
 
     /// Target rows verifying `n` head-drafted nodes: a node row each, and `[con]` rows for the
@@ -195,6 +203,14 @@ impl<B: Backend> Drafter<B> for ConfuProposer<B> {
 
     fn reserved(&self) -> usize {
         self.confu.contemplator.reserved()
+    }
+
+    fn set_sampling(&mut self, params: &SamplingParams) -> Result<()> {
+        set_draws(&mut self.state, self.sampling, params)
+    }
+
+    fn drawn(&self) -> &[Option<DrawnFrom>] {
+        drawn(&self.state)
     }
 
     fn prepare(&mut self, cache: &mut DenseKvCache<B>) -> Result<()> {

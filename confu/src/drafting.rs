@@ -5,8 +5,12 @@
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::{index_tensor, DenseKvCache, DraftTree, KvCache, Ops, Result};
-use confu_draft::{AutoChoice, Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings};
+use confu_core::{
+    index_tensor, DenseKvCache, DraftTree, DrawnFrom, KvCache, Ops, Result, SamplingParams,
+};
+use confu_draft::{
+    AutoChoice, DraftDraws, DraftSampling, Eagle3Drafter, Eagle3Head, PromptLookup, TreeSettings,
+};
 use confu_model::{feature_taps, ModelConfig, Tap, TargetModel};
 use confu_verify::RowLayout;
 
@@ -73,6 +77,20 @@ pub trait Drafter<B: Backend> {
     /// Called once per sequence with the target's capacity, before the prefill.
     fn reset(&mut self, capacity: usize) {
         let _ = capacity;
+    }
+
+    /// Called once per sequence after [`Self::reset`], with the generation's sampling
+    /// parameters: a drafter that draws its drafts from a distribution seeds its draws here.
+    fn set_sampling(&mut self, params: &SamplingParams) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
+    /// The distribution each node of the tree just proposed was drawn from, root first (for
+    /// the verifier's speculative-sampling rule); empty, or `None` for a node: picked
+    /// deterministically.
+    fn drawn(&self) -> &[Option<DrawnFrom>] {
+        &[]
     }
 
     /// Reserved slots the target cache needs (ConFu's soft prompt).
@@ -164,6 +182,7 @@ pub struct Eagle3Proposer<B: Backend> {
     head: Arc<Eagle3Head<B>>,
     ops: Arc<dyn Ops<B>>,
     tree: TreeSettings,
+    sampling: DraftSampling,
     state: Option<Eagle3Drafter<B>>,
     auto: AutoRound,
 }
@@ -176,6 +195,7 @@ impl<B: Backend> Eagle3Proposer<B> {
             head,
             ops,
             tree,
+            sampling: DraftSampling::default(),
             state: None,
             auto: AutoRound::default(),
         }
@@ -184,6 +204,12 @@ impl<B: Backend> Eagle3Proposer<B> {
     /// Choose each round's tree with `auto` (shared with other proposers of the same engine).
     pub fn with_auto(mut self, auto: Option<SharedAutoTree>) -> Self {
         self.auto = AutoRound::new(auto);
+        self
+    }
+
+    /// Which drafts to propose when the target samples (default: chains drawn from the head).
+    pub fn with_draft_sampling(mut self, sampling: DraftSampling) -> Self {
+        self.sampling = sampling;
         self
     }
 
@@ -208,6 +234,14 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
             self.ops.clone(),
             capacity,
         ));
+    }
+
+    fn set_sampling(&mut self, params: &SamplingParams) -> Result<()> {
+        set_draws(&mut self.state, self.sampling, params)
+    }
+
+    fn drawn(&self) -> &[Option<DrawnFrom>] {
+        drawn(&self.state)
     }
 
     fn observe(&mut self, obs: Observation<'_, B>) -> Result<()> {
@@ -239,4 +273,20 @@ impl<B: Backend> Drafter<B> for Eagle3Proposer<B> {
 /// The error of a feature-reading drafter that got no target taps.
 pub(crate) fn missing_taps() -> confu_core::Error {
     confu_core::Error::invalid("drafter", "no features", "the target taps are required")
+}
+
+/// A head proposer's [`Drafter::set_sampling`]: its drafter draws under `mode` at `params`.
+pub(crate) fn set_draws<B: Backend>(
+    state: &mut Option<Eagle3Drafter<B>>,
+    mode: DraftSampling,
+    params: &SamplingParams,
+) -> Result<()> {
+    let draws = DraftDraws::new(mode, params)?;
+    started(state)?.set_draws(draws);
+    Ok(())
+}
+
+/// A head proposer's [`Drafter::drawn`].
+pub(crate) fn drawn<B: Backend>(state: &Option<Eagle3Drafter<B>>) -> &[Option<DrawnFrom>] {
+    state.as_ref().map_or(&[], |s| s.drawn())
 }

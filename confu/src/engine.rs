@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Tensor};
-use confu_core::sampling::filtered_probs;
 use confu_core::{DenseKvCache, DraftTree, Error, KvCache, Result, Sampler, WarmThreads};
-use confu_draft::{AutoTree, AutoTreeOptions, CostModel, Eagle3Head, PromptLookup, TreeSettings};
+use confu_draft::{
+    AutoTree, AutoTreeOptions, CostModel, DraftSampling, Eagle3Head, PromptLookup, TreeSettings,
+};
 use confu_model::{LogitRows, ModelInput, Tap, TargetModel};
-use confu_verify::{compact_to_path, greedy_accept, sample_accept, score, Acceptance};
+use confu_verify::{accept, compact_to_path, score, Acceptance};
 
 use crate::auto_round::SharedAutoTree;
 use crate::calibration::{calibrate, CALIBRATION_BUDGET};
@@ -56,6 +57,8 @@ pub struct Engine<B: Backend> {
     /// Keep the backend's worker threads polling while a generation runs
     /// ([`confu_core::Ops::warm_threads`]).
     warm_threads: bool,
+    /// Which drafts the head proposes when the target samples.
+    draft_sampling: DraftSampling,
 }
 
 /// The state of one sequence between rounds.
@@ -76,6 +79,7 @@ impl<B: Backend> Engine<B> {
             mode: DraftMode::Vanilla,
             auto: None,
             warm_threads: true,
+            draft_sampling: DraftSampling::default(),
         }
     }
 
@@ -89,6 +93,7 @@ impl<B: Backend> Engine<B> {
             mode,
             auto: None,
             warm_threads: true,
+            draft_sampling: DraftSampling::default(),
         })
     }
 
@@ -156,6 +161,16 @@ impl<B: Backend> Engine<B> {
         self
     }
 
+    /// Which drafts a head proposes when the target samples (temperature > 0): by default
+    /// ([`DraftSampling::Draw`]) chains drawn from the head's distribution and verified by
+    /// speculative sampling, wherever the tree is a chain (`--tree auto`, and fixed trees of
+    /// top-k 1); [`DraftSampling::Top`] keeps EAGLE's top-k rule. Greedy decoding is the same
+    /// either way.
+    pub fn with_draft_sampling(mut self, sampling: DraftSampling) -> Self {
+        self.draft_sampling = sampling;
+        self
+    }
+
     /// The `--tree auto` policy, when the engine has one (its cost model and statistics).
     pub fn auto_tree(&self) -> Option<&SharedAutoTree> {
         self.auto.as_ref()
@@ -178,11 +193,13 @@ impl<B: Backend> Engine<B> {
             DraftMode::Lookup(l) => Box::new(*l),
             DraftMode::Eagle3 { head, tree } => Box::new(
                 Eagle3Proposer::new(head.clone(), self.target.ops().clone(), *tree)
-                    .with_auto(self.auto.clone()),
+                    .with_auto(self.auto.clone())
+                    .with_draft_sampling(self.draft_sampling),
             ),
             DraftMode::Confu { confu, tree } => Box::new(
                 ConfuProposer::new(confu.clone(), self.target.ops().clone(), *tree)
-                    .with_auto(self.auto.clone()),
+                    .with_auto(self.auto.clone())
+                    .with_draft_sampling(self.draft_sampling),
             ),
         }
     }
@@ -266,7 +283,7 @@ impl<B: Backend> Engine<B> {
             };
             let scores = score(&self.target, &mut seq.cache, &layout, input, &seq.taps)?;
             check_finite(&scores.logits, &format!("round {}", rounds.len() + 1))?;
-            let acceptance = accept(&tree, &scores.logits, &mut sampler);
+            let acceptance = accept(&tree, drafter.drawn(), &scores.logits, &mut sampler);
             let t2 = Instant::now();
             warm.beat();
             let (accepted, head_s) = self.update(
@@ -346,6 +363,7 @@ impl<B: Backend> Engine<B> {
         let mut cache = self.target.new_cache(drafter.reserved(), capacity);
         let taps = drafter.taps(c);
         drafter.reset(capacity);
+        drafter.set_sampling(&config.sampling)?;
         drafter.prepare(&mut cache)?;
         let out = self
             .target
@@ -423,18 +441,4 @@ fn check_finite(logits: &[Vec<f32>], when: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Accept: the greedy walk at temperature 0, the lossless sampling walk otherwise.
-fn accept(tree: &DraftTree, logits: &[Vec<f32>], sampler: &mut Sampler) -> Acceptance {
-    if sampler.params().is_greedy() {
-        let argmax: Vec<u32> = logits
-            .iter()
-            .map(|l| confu_core::sampling::argmax(l) as u32)
-            .collect();
-        greedy_accept(tree, &argmax)
-    } else {
-        let params = sampler.params().clone();
-        sample_accept(tree, |n| filtered_probs(&logits[n], &params), sampler)
-    }
 }

@@ -3,7 +3,7 @@
 //! rounds, verify prompt-lookup chains instead of head trees, or trade nodes against time, and
 //! with the costs it measures itself, greedy EAGLE-3 and ConFu output equals vanilla greedy output
 //! on every fixture target, and sampled output follows the target's distribution (chi-square, as
-//! `speculative.rs`).
+//! `speculative.rs`), with chains drawn from the head and with top-k trees.
 
 mod common;
 
@@ -12,7 +12,9 @@ use std::sync::Arc;
 use backend_cpu::Cpu;
 use confu::reference::fixture_dirs;
 use confu::{ConfuHead, DraftMode, Engine, GenerationConfig};
-use confu_draft::{AutoTree, AutoTreeOptions, CostModel, DraftConfig, Eagle3Head, TreeSettings};
+use confu_draft::{
+    AutoTree, AutoTreeOptions, CostModel, DraftConfig, DraftSampling, Eagle3Head, TreeSettings,
+};
 use confu_model::TargetModel;
 use confu_moe::{ConfuDims, ConfuOptions, ConfuParams};
 
@@ -172,17 +174,21 @@ fn sampled_auto_trees_match_vanilla_sampling() {
     let vanilla = Engine::new(target.clone());
     let (n, positions) = (1500, 3);
     // Trees whose depth and size change from round to round (the switch to plain rounds and
-    // back is exercised by the greedy test above).
-    let (_, policy) = policies().remove(0);
-    let spec = Engine::with_mode(target, mode)
-        .unwrap()
-        .with_auto_policy(policy);
-    let accepted = sample_like_vanilla("auto", &vanilla, &spec, &prompt, n, positions);
-    println!("auto tree lossless sampling: {accepted} drafts accepted");
-    assert!(
-        accepted > n,
-        "too few accepted drafts ({accepted}) for the test to have power"
-    );
+    // back is exercised by the greedy test above): chains drawn from the head, and top-k trees.
+    for sampling in [DraftSampling::Draw, DraftSampling::Top] {
+        let (_, policy) = policies().remove(0);
+        let spec = Engine::with_mode(target.clone(), mode.clone())
+            .unwrap()
+            .with_draft_sampling(sampling)
+            .with_auto_policy(policy);
+        let label = format!("auto {sampling:?}");
+        let accepted = sample_like_vanilla(&label, &vanilla, &spec, &prompt, n, positions);
+        println!("{label} lossless sampling: {accepted} drafts accepted");
+        assert!(
+            accepted > n,
+            "too few accepted drafts ({accepted}) for the test to have power"
+        );
+    }
 }
 
 /// The embedded testbed model's folder, its target and its EAGLE-3 head.

@@ -5,7 +5,8 @@
 //!   so a divergence is tolerated only where the target's top-2 logit gap is below 1e-4, and named.
 //!   Vanilla decoding gives the same ids whether the pool's threads poll or park between passes.
 //! - Sampling: token distributions under speculative sampling match vanilla sampling (chi-square),
-//!   and the same check rejects a deliberately broken acceptance rule.
+//!   with the head's top-k trees and with chains drawn from the head's distribution, and the same
+//!   check rejects a deliberately broken acceptance rule.
 
 mod common;
 
@@ -16,7 +17,7 @@ use confu::reference::fixture_dirs;
 use confu::{DraftMode, Engine, GenerationConfig};
 use confu_core::sampling::filtered_probs;
 use confu_core::{DraftTree, Sampler, SamplingParams};
-use confu_draft::{Eagle3Head, PromptLookup, TreeSettings};
+use confu_draft::{DraftSampling, Eagle3Head, PromptLookup, TreeSettings};
 use confu_model::TargetModel;
 use confu_verify::{sample_accept, Acceptance};
 
@@ -144,6 +145,88 @@ fn speculative_sampling_matches_vanilla_sampling() {
     );
 }
 
+#[test]
+fn drawn_chains_match_vanilla_sampling() {
+    let (target, prompt, _) = common::sampling_setup();
+    let head = Arc::new(Eagle3Head::load(&common::draft_dir(), &target).unwrap());
+    let chain = TreeSettings {
+        total_tokens: 4,
+        depth: 2,
+        top_k: 1,
+    };
+    let mode = DraftMode::Eagle3 { head, tree: chain };
+    let drawn = Engine::with_mode(target.clone(), mode)
+        .unwrap()
+        .with_draft_sampling(DraftSampling::Draw);
+    let vanilla = Engine::new(target.clone());
+    let (n, positions) = (1500, 3);
+    // The fixture's head is untrained: only a peaked target accepts enough drafts for power.
+    let mut total = 0;
+    for (t, top_k, top_p) in [(0.25, None, None), (0.5, Some(30), Some(0.9))] {
+        let filters = (t, top_k, top_p);
+        let (a, b, accepted) =
+            common::sample_both(&vanilla, &drawn, &prompt, filters, n, positions);
+        println!("drawn chains T={t} top_k={top_k:?} top_p={top_p:?}: {accepted} drafts accepted");
+        for p in 0..positions {
+            common::same_distribution(&format!("drawn T={t} position {p}"), &a[p], &b[p]).unwrap();
+        }
+        total += accepted;
+    }
+    assert!(
+        total > n,
+        "too few accepted drafts ({total}) for the test to have power"
+    );
+}
+
+#[test]
+fn drawing_from_the_trained_head_raises_acceptance_at_t1() {
+    // The embedded testbed: a trained head on a high-entropy target, one draft a round. Any
+    // draft rule is lossless (above); drawing is what makes the drafts worth verifying.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testbed");
+    let target =
+        TargetModel::<Cpu>::load(&dir.join("target"), backend_cpu::ops(), &Default::default())
+            .unwrap();
+    let head = Arc::new(Eagle3Head::load(&dir.join("draft"), &target).unwrap());
+    let tokenizer = confu_model::Tokenizer::from_file(&dir.join("target/tokenizer.json")).unwrap();
+    let prompt = tokenizer.encode("fn main() {\n    let").unwrap();
+    let one_draft = TreeSettings {
+        total_tokens: 2,
+        depth: 0,
+        top_k: 1,
+    };
+    let mode = DraftMode::Eagle3 {
+        head,
+        tree: one_draft,
+    };
+    let acceptance = |sampling| {
+        let engine = Engine::with_mode(target.clone(), mode.clone())
+            .unwrap()
+            .with_draft_sampling(sampling);
+        let (mut accepted, mut rounds) = (0, 0);
+        for seed in 0..40 {
+            let config = GenerationConfig {
+                max_new_tokens: 32,
+                sampling: SamplingParams {
+                    temperature: 1.0,
+                    seed,
+                    ..Default::default()
+                },
+                stop_at_eos: false,
+            };
+            let g = engine.generate(&prompt, &config, |_| {}).unwrap();
+            accepted += g.rounds.iter().map(|r| r.accepted_drafts).sum::<usize>();
+            rounds += g.rounds.len();
+        }
+        accepted as f64 / rounds as f64
+    };
+    let (drawn, top) = (
+        acceptance(DraftSampling::Draw),
+        acceptance(DraftSampling::Top),
+    );
+    println!("testbed T=1, one draft a round: accepted {drawn:.2} drawn, {top:.2} top-1");
+    assert!(drawn > 1.5 * top, "drawn {drawn:.2} vs top-1 {top:.2}");
+}
+
 /// The acceptance walk with the renormalisation after a rejection removed: a rejected draft
 /// keeps its mass, so the bonus over-samples drafted tokens.
 fn broken_accept(
@@ -201,7 +284,7 @@ fn the_lossless_check_rejects_a_broken_acceptance_rule() {
     })
     .unwrap();
     let good: Vec<u32> = (0..n)
-        .map(|_| first(&sample_accept(&tree, |_| p.clone(), &mut sampler)))
+        .map(|_| first(&sample_accept(&tree, &[], |_| p.clone(), &mut sampler)))
         .collect();
     let mut sampler = Sampler::new(SamplingParams { seed: 3, ..params }).unwrap();
     let bad: Vec<u32> = (0..n)

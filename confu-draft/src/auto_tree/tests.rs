@@ -79,7 +79,7 @@ fn plain_decoding_when_every_row_costs_a_step() {
     // A row costs as much as a vanilla step; the best child is taken 60 % of the time.
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
     assert_eq!(
-        p.plan(100, &chain_rows, 0, None),
+        p.plan(100, &chain_rows, CatchUp::none(), None),
         Plan::Plain,
         "the prior predicts that no tree pays"
     );
@@ -89,7 +89,7 @@ fn plain_decoding_when_every_row_costs_a_step() {
     // nothing worth verifying.
     let mut probes = Vec::new();
     for round in 2..=160 {
-        let plan = p.plan(100, &chain_rows, 0, None);
+        let plan = p.plan(100, &chain_rows, CatchUp::none(), None);
         if let Some(plan) = tree_of(plan) {
             probes.push(round);
             let (tree, scores) = drafted(plan);
@@ -114,7 +114,7 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
     let mut p = head_never_pays();
     let mut probes = Vec::new();
     for round in 2..=1100 {
-        if let Some(plan) = tree_of(p.plan(100, &chain_rows, 100, None)) {
+        if let Some(plan) = tree_of(p.plan(100, &chain_rows, CatchUp::deferred(100), None)) {
             probes.push(round);
             let (tree, scores) = drafted(plan);
             p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
@@ -130,14 +130,19 @@ fn probes_wait_until_the_catch_up_is_a_small_share_of_the_plain_time() {
 fn large_trees_when_verification_is_flat() {
     // Verifying 64 rows costs what one does; drafting is cheap.
     let mut p = policy(vec![(1, 1.0), (64, 1.0)], 0.01);
-    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap());
+    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).unwrap());
     let (cut, _, choice) = p.choose(&tree, &scores, 5, &chain_rows);
     assert_eq!(cut.len(), tree.len(), "every node is free to verify");
     assert_eq!(choice.nodes, tree.len());
     assert_eq!(choice.levels, 5);
     let expected = 1.0 + p.stats().expected_accepted(&tree);
     assert!((choice.predicted_tokens - expected).abs() < 1e-9);
-    assert!(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap().depth >= 3);
+    assert!(
+        tree_of(p.plan(100, &chain_rows, CatchUp::none(), None))
+            .unwrap()
+            .depth
+            >= 3
+    );
 }
 
 #[test]
@@ -145,7 +150,7 @@ fn the_node_count_trades_acceptance_against_verification_time() {
     // Each row past the first costs a tenth of a step: a node is worth it when it is reached
     // more than a tenth of the time (at the best rate, about one token per step).
     let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.0);
-    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, 0, None)).unwrap());
+    let (tree, scores) = drafted(tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).unwrap());
     let (cut, _, _) = p.choose(&tree, &scores, 5, &chain_rows);
     let reach = p.stats().reach(&cut);
     assert!(
@@ -163,7 +168,7 @@ fn a_tree_after_plain_rounds_must_pay_for_the_head_catch_up() {
     // after a head tree (nothing deferred), but not when the head must first catch up on 100
     // positions at 0.05 steps each.
     let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.01);
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+    let first = tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).expect("a tree");
     for _ in 0..40 {
         let (tree, scores) = drafted(first);
         let (cut, _, choice) = p.choose(&tree, &scores, first.depth + 1, &chain_rows);
@@ -171,10 +176,10 @@ fn a_tree_after_plain_rounds_must_pay_for_the_head_catch_up() {
     }
     p.observe_catch_up(100, 5.0);
     assert!(
-        tree_of(p.plan(100, &chain_rows, 0, None)).is_some(),
+        tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).is_some(),
         "nothing deferred"
     );
-    let mut plans = (0..5).map(|_| p.plan(100, &chain_rows, 100, None));
+    let mut plans = (0..5).map(|_| p.plan(100, &chain_rows, CatchUp::deferred(100), None));
     assert!(
         plans.all(|plan| plan == Plan::Plain),
         "100 deferred positions cost 5 steps"
@@ -206,7 +211,7 @@ fn chain(drafts: usize, ngram: usize) -> LookupMatch {
 /// first round (plain: the prior predicts as much).
 fn head_never_pays() -> AutoTree {
     let mut p = policy(vec![(1, 1.0), (2, 2.0)], 0.3);
-    assert_eq!(p.plan(100, &chain_rows, 0, None), Plan::Plain);
+    assert_eq!(p.plan(100, &chain_rows, CatchUp::none(), None), Plan::Plain);
     p
 }
 
@@ -222,7 +227,7 @@ fn a_fresh_policy_drafts_the_depth_its_prior_predicts_best() {
     let costs = || vec![(1, 1.0), (2, 1.05), (64, 4.15)];
     let depth = |top1: f64| {
         let mut p = with_top1(policy(costs(), 0.1), top1);
-        tree_of(p.plan(100, &chain_rows, 0, None)).map(|t| t.depth + 1)
+        tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).map(|t| t.depth + 1)
     };
     let (low, mid, high) = (depth(0.3), depth(0.6), depth(0.95));
     assert!(
@@ -234,15 +239,27 @@ fn a_fresh_policy_drafts_the_depth_its_prior_predicts_best() {
         Some(5),
         "a head that is nearly always right: the deepest tree"
     );
-    // The first round drafts even though the head must first see the prompt: that is paid once.
+    // A tree charged for a long catch-up does not pay (the drafter charges a sequence's first
+    // tree nothing for the prompt, which every later tree needs).
     let mut p = with_top1(policy(costs(), 0.1), 0.95);
     assert_eq!(
-        tree_of(p.plan(100, &chain_rows, 100, None)).map(|t| t.depth + 1),
-        high
+        p.plan(100, &chain_rows, CatchUp::deferred(100_000), None),
+        Plan::Plain
+    );
+    // A sequence's first tree pays its pass over the prompt once for the tokens left: 100
+    // positions (5 plain steps) are worth it before 1000 tokens, not before 3.
+    let plan = p.plan(100, &chain_rows, CatchUp::first(100, 1000), None);
+    assert_eq!(tree_of(plan).map(|t| t.depth + 1), high);
+    assert_eq!(
+        p.plan(100, &chain_rows, CatchUp::first(100, 3), None),
+        Plan::Plain
     );
     // The same head when drafting costs a step per forward: plain decoding from the start.
     let mut dear = with_top1(policy(costs(), 1.0), 0.6);
-    assert_eq!(dear.plan(100, &chain_rows, 0, None), Plan::Plain);
+    assert_eq!(
+        dear.plan(100, &chain_rows, CatchUp::none(), None),
+        Plan::Plain
+    );
 }
 
 #[test]
@@ -251,7 +268,7 @@ fn a_depth_not_yet_drafted_is_predicted_from_the_measured_acceptance() {
     let costs = vec![(1, 1.0), (2, 1.05), (64, 4.15)];
     let mut p = with_top1(policy(costs, 0.1), 0.3);
     p.options.explore_every = 0;
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+    let first = tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).expect("a tree");
     assert_eq!(first.depth + 1, 1, "{first:?}");
     // Every first child taken: the level counts never drafted, predicted by the ideal tree under
     // the acceptance measured so far, now promise more, and each is drafted (and so measured)
@@ -263,7 +280,7 @@ fn a_depth_not_yet_drafted_is_predicted_from_the_measured_acceptance() {
         let (cut, _, choice) = p.choose(&tree, &scores, plan.depth + 1, &chain_rows);
         p.observe_acceptance(&choice, &cut, &first_children(&cut));
         p.observe_costs(&choice, 0.1 * choice.levels as f64, 1.0, 0.0);
-        plan = tree_of(p.plan(100, &chain_rows, 0, None)).expect("a tree");
+        plan = tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).expect("a tree");
         levels.push(plan.depth + 1);
     }
     assert_eq!(levels, vec![2, 3, 4, 5]);
@@ -275,7 +292,7 @@ fn a_lookup_chain_that_pays_is_verified_without_the_head() {
     // match half the time, so every draft of the chain is worth its row.
     let mut p = policy(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 0.3);
     p.costs = CostModel::new(vec![(1, 1.0), (2, 1.1), (64, 7.3)], 5, 1.0);
-    let first = tree_of(p.plan(100, &chain_rows, 0, None)).unwrap();
+    let first = tree_of(p.plan(100, &chain_rows, CatchUp::none(), None)).unwrap();
     let (tree, scores) = drafted(first);
     p.choose(&tree, &scores, first.depth + 1, &chain_rows);
     // The head's measured drafting: a full step per forward, so no tree pays.
@@ -283,7 +300,7 @@ fn a_lookup_chain_that_pays_is_verified_without_the_head() {
         p.costs.observe(f, 0, 1.0 * f as f64, 0.0, 0.0);
     }
     let long = chain(6, 3);
-    let plan = p.plan(100, &chain_rows, 0, Some(&long));
+    let plan = p.plan(100, &chain_rows, CatchUp::none(), Some(&long));
     let Plan::Lookup { drafts } = plan else {
         panic!("{plan:?}")
     };
@@ -306,7 +323,10 @@ fn a_lookup_chain_that_pays_is_verified_without_the_head() {
     assert_eq!(p.stats(), &head);
     assert!(p.lookup_stats().rate(1, 0) > 0.5);
     // Room for the root alone: nothing to verify but the root.
-    assert_eq!(p.plan(1, &chain_rows, 0, Some(&long)), Plan::Plain);
+    assert_eq!(
+        p.plan(1, &chain_rows, CatchUp::none(), Some(&long)),
+        Plan::Plain
+    );
 }
 
 #[test]
@@ -316,7 +336,7 @@ fn lookup_that_stops_paying_is_probed_with_one_draft_ever_more_rarely() {
     // After a 1-token match the prior (a quarter) does not pay for a row that costs a step.
     let mut probes = Vec::new();
     for round in 0..200 {
-        match p.plan(100, &chain_rows, 0, Some(&long)) {
+        match p.plan(100, &chain_rows, CatchUp::none(), Some(&long)) {
             Plan::Lookup { drafts } => {
                 assert_eq!(drafts, 1);
                 probes.push(round);
@@ -350,20 +370,21 @@ fn a_paying_match_class_does_not_hasten_the_probes_of_another() {
     // 1-token matches, always rejected when probed: the 1-token probes wait 8, 16, 32, 64 … of
     // their own rounds, whatever the 3-token class does meanwhile.
     let mut p = head_never_pays();
-    p.costs = CostModel::new(vec![(1, 1.0), (2, 1.3), (64, 20.0)], 5, 0.0);
+    let mut costs = CostModel::new(vec![(1, 1.0), (2, 1.3), (64, 20.0)], 5, 1.0);
     for f in 1..=5 {
-        p.costs.observe(f, 0, 1.0 * f as f64, 0.0, 0.0);
+        costs.observe(f, 0, 1.0 * f as f64, 0.0, 0.0);
     }
+    p.costs = costs.with_alpha(0.0);
     let (long, short) = (chain(1, 3), chain(1, 1));
     let mut probes = Vec::new();
     let mut short_rounds = 0;
     for _ in 0..10 {
-        let plan = p.plan(100, &chain_rows, 0, Some(&long));
+        let plan = p.plan(100, &chain_rows, CatchUp::none(), Some(&long));
         assert_eq!(plan, Plan::Lookup { drafts: 1 }, "a 3-token match pays");
         let (cut, choice) = p.lookup_choice(&long, 1);
         p.observe_acceptance(&choice, &cut, &[0, 1]);
         for _ in 0..20 {
-            match p.plan(100, &chain_rows, 0, Some(&short)) {
+            match p.plan(100, &chain_rows, CatchUp::none(), Some(&short)) {
                 // The head's own probe takes the round; the match does not count.
                 Plan::Tree(t) => {
                     let (tree, scores) = drafted(t);
