@@ -24,7 +24,8 @@ pub struct CostModel {
     verify: Vec<(usize, f64)>,
     /// The drift of one-row passes since calibration, shared by every row count.
     scale: f64,
-    /// Draft seconds by number of draft forwards (`[forwards - 1]`), once measured.
+    /// Drafting-phase seconds by number of levels (`[levels - 1]`; one draft forward each, the
+    /// first timed with the update), once measured.
     draft: Vec<Option<f64>>,
     /// Update seconds after a round that verified a head's tree (the head then observes the
     /// accepted positions), and after any other round (plain, or a prompt-lookup chain: the
